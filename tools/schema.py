@@ -1,0 +1,70 @@
+"""The shared vocabulary: the six hidden parameters, a training row, and a prediction."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DIMS: tuple[str, ...] = ("energy", "warmth", "brightness", "acousticness", "complexity", "nostalgia")
+SCALE_MIN, SCALE_MAX = 0, 10
+
+Score = Annotated[int, Field(ge=SCALE_MIN, le=SCALE_MAX)]
+
+
+class SourceType(StrEnum):
+    rule_prompt = "rule_prompt"
+    request_text = "request_text"
+
+
+class ParamVector(BaseModel):
+    """Six integer hidden parameters on the 0..10 scale."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    energy: Score
+    warmth: Score
+    brightness: Score
+    acousticness: Score
+    complexity: Score
+    nostalgia: Score
+
+    def as_list(self) -> list[int]:
+        return [getattr(self, d) for d in DIMS]
+
+    @classmethod
+    def from_list(cls, values: list[int]) -> ParamVector:
+        return cls(**dict(zip(DIMS, values, strict=True)))
+
+    def to_json(self) -> str:
+        """The strict JSON the student must produce (compact, keys in DIMS order)."""
+        return "{" + ",".join(f'"{d}":{getattr(self, d)}' for d in DIMS) + "}"
+
+
+class TrainingRow(BaseModel):
+    """One request -> hidden-params example. `origin` records where it came from (never trusted for scoring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_text: str = Field(min_length=1)
+    source_type: SourceType
+    target: ParamVector
+    origin: str = "dataset"
+
+
+ServedBy = Literal["model", "fallback", "baseline", "none"]
+DecoderName = Literal["free", "skeleton", "skeleton_ev", "regression", "baseline"]
+
+
+class Prediction(BaseModel):
+    """What one predictor said for one request. `values` is None when the output did not parse."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    values: list[float] | None
+    raw_output: str = ""
+    json_valid: bool
+    parse_error: str | None = None
+    served_by: ServedBy = "model"
+    latency_ms: float = 0.0
