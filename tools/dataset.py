@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from tools.schema import DIMS, ParamVector, SourceType, TrainingRow
+from tools.schema import DIMS, ParamVector, TrainingRow
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_DATA_DIR = PROJECT_ROOT / "data" / "kotone"
@@ -59,7 +59,7 @@ def parse_record(record: object, where: str) -> TrainingRow:
                 raise DatasetError(f"{where}: target {d}={vector[d]!r} is not an integer")
         return TrainingRow(
             request_text=record.get("request_text", ""),
-            source_type=SourceType(record.get("source_type", "")),
+            source_type=record.get("source_type", ""),
             target=ParamVector(**{d: vector[d] for d in DIMS}),
             origin=record.get("origin", "dataset"),
         )

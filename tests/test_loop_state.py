@@ -1,0 +1,63 @@
+"""Loop settings, per-cycle stage state and the single-run lock."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from loop.config import LoopConfig, load_config
+from loop.state import STAGES, CycleState, LoopLocked, RunLock
+
+
+def test_config_layers_defaults_file_and_env(tmp_path):
+    path = tmp_path / "loop.json"
+    path.write_text('{"data": "real", "gate": {"min_mae_improvement": 0.05}, "seed": 3}')
+    config = load_config(path, environ={"KOTONE_SEED": "7", "KOTONE_GATE__CONFIDENCE": "0.99"})
+    assert config.data == "real"
+    assert config.seed == 7
+    assert config.gate.min_mae_improvement == 0.05
+    assert config.gate.confidence == 0.99
+    assert load_config(environ={}) == LoopConfig()
+
+
+def test_unknown_config_keys_are_errors(tmp_path):
+    path = tmp_path / "loop.json"
+    path.write_text('{"dataa": "real"}')
+    with pytest.raises(ValueError, match="dataa"):
+        load_config(path, environ={})
+
+
+def test_cycle_state_survives_a_restart_and_names_the_next_stage(tmp_path):
+    state = CycleState.load_or_new(tmp_path, 4)
+    state.mark_done("snapshot", tmp_path)
+    state.mark_done("diagnose", tmp_path)
+    again = CycleState.load_or_new(tmp_path, 4)
+    assert again.completed == ["snapshot", "diagnose"]
+    assert again.next_stage() == "plan"
+    for stage in STAGES:
+        again.mark_done(stage, tmp_path)
+    assert CycleState.load_or_new(tmp_path, 4).finished_at is not None
+
+
+def test_a_second_concurrent_run_is_refused_with_a_clear_message(tmp_path):
+    lock = tmp_path / ".lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lock.write_text(str(holder.pid))
+        with pytest.raises(LoopLocked, match=f"pid {holder.pid}"), RunLock(lock):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path):
+    lock = tmp_path / ".lock"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    lock.write_text(dead.stdout.strip())
+    with RunLock(lock):
+        assert lock.read_text() == str(os.getpid())
+    assert not lock.exists()
