@@ -1,0 +1,1 @@
+"""The planning agent: MCP client, planners (offline rules, Mistral), guardrails, transcript."""

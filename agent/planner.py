@@ -1,0 +1,180 @@
+"""The planner interface, the evidence every planner reads through MCP tools, and the backend choice.
+
+A planner gets an open `ToolSession`, the cycle number and a `PlanningContext` (what the loop knows that
+is not read through tools: defaults and limits) and returns a `CyclePlan` that has been through the
+guardrails. Evidence (eval snapshot, cycle history, champion, learnability) is read through the tools,
+so every number a plan rests on is in the cycle's `mcp_eval_snapshot.json`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from agent.mcp_client import ToolSession
+from tools.contracts import (
+    AugmentationSpec,
+    ChampionRecord,
+    CycleHistoryEntry,
+    CyclePlan,
+    EvalSnapshot,
+    HParams,
+    LearnabilitySlice,
+)
+
+SNAPSHOT_TOOL = "get_eval_snapshot_tool"
+HISTORY_TOOL = "get_cycle_history_tool"
+CHAMPION_TOOL = "get_champion_tool"
+LEARNABILITY_TOOL = "get_learnability_tool"
+
+# Tools a planner may call: read-only evidence. Action tools (augment, train, evaluate, log) are the
+# loop's, never the planner's, whatever the server lists.
+READ_ONLY_TOOLS = frozenset(
+    {
+        SNAPSHOT_TOOL,
+        HISTORY_TOOL,
+        CHAMPION_TOOL,
+        LEARNABILITY_TOOL,
+        "get_run_history_tool",
+        "compare_runs_tool",
+        "summarize_evaluation_tool",
+        "query_weave_traces_tool",
+        "count_weave_traces_tool",
+        "query_wandb_tool",
+        "get_run_table_tool",
+    }
+)
+
+
+class PlanningContext(BaseModel):
+    """What the loop hands a planner besides the tools: defaults, limits, and the W&B coordinates."""
+
+    default_hparams: HParams = Field(default_factory=HParams)
+    default_augmentation: AugmentationSpec = Field(default_factory=AugmentationSpec)
+    entity_name: str | None = Field(None, description="W&B entity, for the W&B-mirroring tools")
+    project_name: str | None = Field(None, description="W&B project, for the W&B-mirroring tools")
+    history_limit: int = Field(50, description="most recent cycles read from the history tool")
+    operator_notes: list[str] = Field(default_factory=list, description="free text shown to model planners")
+
+
+class Planner(Protocol):
+    name: str
+
+    async def plan(self, session: ToolSession, cycle: int, context: PlanningContext) -> CyclePlan: ...
+
+
+class EvidenceUnavailable(RuntimeError):
+    """The MCP endpoint lacks the domain tools a planner needs."""
+
+
+class PlannerConfigError(RuntimeError):
+    """The planner backend cannot run as configured."""
+
+
+class Evidence(BaseModel):
+    """What the planners decide from, exactly as the tools returned it."""
+
+    snapshot: EvalSnapshot
+    history: list[CycleHistoryEntry]
+    champion: ChampionRecord | None
+    learnability: list[LearnabilitySlice]
+
+
+_HISTORY = TypeAdapter(list[CycleHistoryEntry])
+_LEARNABILITY = TypeAdapter(list[LearnabilitySlice])
+
+
+async def _call_with_accepted(session: ToolSession, name: str, candidates: dict[str, object]) -> object:
+    spec = await session.tool_spec(name)
+    if spec is None:
+        listed = ", ".join(sorted(s.name for s in await session.list_tools()))
+        raise EvidenceUnavailable(f"MCP endpoint {session.endpoint_label} has no {name} (it lists: {listed})")
+    arguments = {key: value for key, value in candidates.items() if value is not None and spec.accepts(key)}
+    return await session.call_json(name, arguments)
+
+
+async def read_history(session: ToolSession, context: PlanningContext) -> list[CycleHistoryEntry]:
+    limit = context.history_limit
+    raw = await _call_with_accepted(session, HISTORY_TOOL, {"limit": limit, "last_n": limit})
+    return _HISTORY.validate_python(raw)
+
+
+async def read_evidence(session: ToolSession, context: PlanningContext) -> Evidence:
+    """Snapshot, history, champion and (when the server has them) learnability slices, via tools."""
+    snapshot = EvalSnapshot.model_validate(await _call_with_accepted(session, SNAPSHOT_TOOL, {}))
+    history = await read_history(session, context)
+    champion_raw = await _call_with_accepted(session, CHAMPION_TOOL, {})
+    champion = None if champion_raw is None else ChampionRecord.model_validate(champion_raw)
+    learnability = snapshot.learnability
+    if await session.has_tool(LEARNABILITY_TOOL):
+        # Optional evidence: a failed call (e.g. no loop config yet) is in the transcript; plan without it.
+        record = await session.call_tool(LEARNABILITY_TOOL, {})
+        if not record.is_error:
+            learnability = _LEARNABILITY.validate_python(record.result)
+    return Evidence(snapshot=snapshot, history=history, champion=champion, learnability=learnability)
+
+
+def rejected_configs(history: list[CycleHistoryEntry]) -> dict[int, HParams]:
+    """cycle -> HParams of every cycle whose candidate failed the gate."""
+    return {entry.cycle: entry.hparams for entry in history if entry.status == "rejected" and entry.hparams}
+
+
+def repeated_rejected_cycle(hparams: HParams, history: list[CycleHistoryEntry]) -> int | None:
+    """The cycle whose rejected configuration `hparams` repeats exactly, if any."""
+    return next((cycle for cycle, seen in rejected_configs(history).items() if seen == hparams), None)
+
+
+class MistralPlannerConfig(BaseModel):
+    """Every knob of the Mistral backend. The API key is read from `api_key_env`, never stored here."""
+
+    model: str = "mistral-large-latest"
+    server_url: str | None = Field(None, description="base URL without /v1 (any Mistral-compatible server)")
+    api_key_env: str = "MISTRAL_API_KEY"
+    temperature: float = 0.2
+    random_seed: int | None = 0
+    max_tool_calls: int = Field(12, description="tool calls per cycle; then the model must answer")
+    max_total_tokens: int = Field(60_000, description="prompt + completion tokens per cycle, from usage")
+    max_attempts: int = Field(5, description="tries per request on 429 / 5xx / transport errors")
+    retry_wait_initial_s: float = 1.0
+    retry_wait_max_s: float = 30.0
+    timeout_ms: int = 120_000
+    max_tool_result_chars: int = Field(
+        12_000, description="longer tool results are cut before the model sees them"
+    )
+
+
+class PlannerConfig(BaseModel):
+    backend: Literal["auto", "offline", "mistral"] = Field(
+        "auto", description="auto: mistral when the API key env var is set, else offline"
+    )
+    mistral: MistralPlannerConfig = Field(default_factory=MistralPlannerConfig)
+
+    @classmethod
+    def from_env(cls) -> PlannerConfig:
+        """`KOTONE_PLANNER` (auto|offline|mistral), `MISTRAL_MODEL`, `MISTRAL_SERVER_URL`."""
+        mistral = MistralPlannerConfig()
+        if model := os.environ.get("MISTRAL_MODEL"):
+            mistral.model = model
+        if server_url := os.environ.get("MISTRAL_SERVER_URL"):
+            mistral.server_url = server_url
+        return cls(backend=os.environ.get("KOTONE_PLANNER", "auto"), mistral=mistral)  # type: ignore[arg-type]
+
+
+def make_planner(config: PlannerConfig | None = None) -> Planner:
+    """The configured backend; `auto` picks Mistral only when its API key is in the environment."""
+    from agent.offline_planner import OfflinePlanner
+
+    config = config or PlannerConfig.from_env()
+    backend = config.backend
+    if backend == "auto":
+        backend = "mistral" if os.environ.get(config.mistral.api_key_env) else "offline"
+    if backend == "offline":
+        return OfflinePlanner()
+    from agent.mistral_planner import MistralPlanner
+
+    api_key = os.environ.get(config.mistral.api_key_env)
+    if not api_key:
+        raise PlannerConfigError(f"planner backend 'mistral' needs ${config.mistral.api_key_env} to be set")
+    return MistralPlanner(config.mistral, api_key=api_key)

@@ -1,0 +1,292 @@
+"""The MCP client: one config for every endpoint, real sessions (in-process, stdio, streamable HTTP),
+and a record of every tools/call written atomically into the cycle folder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agent_fixture_server import Fixture, build_server, cycle_entry, failure, metrics
+
+from agent.mcp_client import (
+    McpConfigError,
+    McpEndpoint,
+    ToolCallFailed,
+    ToolSession,
+    child_environment,
+    endpoint_from_env,
+    open_session,
+)
+from agent.offline_planner import OfflinePlanner
+from agent.planner import PlanningContext
+from agent.transcript import SNAPSHOT_FILE, TRANSCRIPT_FILE, digest
+from tools.contracts import ChampionRecord, EvalSnapshot, HParams
+from tools.paths import PROJECT_ROOT
+
+FIXTURE_SERVER = Path(__file__).with_name("agent_fixture_server.py")
+REAL_SERVER = PROJECT_ROOT / "tools" / "server.py"
+
+
+def fixture() -> Fixture:
+    return Fixture(
+        snapshot=EvalSnapshot(
+            champion=None,
+            base_metrics=metrics([1.0] * 6),
+            champion_metrics=metrics([0.7, 0.8, 0.9, 1.0, 1.1, 1.2]),
+            top_failures=[failure([0, 5, 5, 5, 5, 10], [5] * 6, text="a quiet lullaby")],
+        ),
+        history=[cycle_entry(0, "baseline"), cycle_entry(1, "rejected", HParams(), 0.9, 1.0)],
+        run_histories={"run-1": [{"step": 1, "loss": 2.5}]},
+    )
+
+
+def in_process(body: Any) -> Any:
+    async def go() -> Any:
+        async with open_session(build_server(fixture())) as session:
+            return await body(session)
+
+    return asyncio.run(go())
+
+
+def test_listing_shows_every_tool_with_its_json_input_schema() -> None:
+    async def body(session: ToolSession) -> Any:
+        return {spec.name: spec for spec in await session.list_tools()}
+
+    specs = in_process(body)
+    assert {
+        "get_eval_snapshot_tool",
+        "get_cycle_history_tool",
+        "get_champion_tool",
+        "get_run_history_tool",
+    } <= set(specs)
+    run_history = specs["get_run_history_tool"].input_schema
+    assert set(run_history["required"]) == {"entity_name", "project_name", "run_id"}
+    assert specs["get_eval_snapshot_tool"].accepts("top_k") and not specs["get_champion_tool"].accepts(
+        "top_k"
+    )
+
+
+def test_every_call_is_recorded_with_arguments_result_and_latency() -> None:
+    async def body(session: ToolSession) -> Any:
+        records = [
+            await session.call_tool("get_eval_snapshot_tool", {"top_k": 1}),
+            await session.call_tool("get_cycle_history_tool", {}),
+            await session.call_tool("get_champion_tool"),
+        ]
+        return records, session.transcript
+
+    (snapshot, history, champion), transcript = in_process(body)
+    assert EvalSnapshot.model_validate(snapshot.result) == fixture().snapshot
+    assert snapshot.arguments == {"top_k": 1} and snapshot.latency_ms > 0 and not snapshot.is_error
+    assert [entry["status"] for entry in history.result] == ["baseline", "rejected"]
+    assert champion.result is None and champion.arguments == {}
+    assert transcript.tool_calls == [snapshot, history, champion]
+    assert snapshot.endpoint == "in-process:kotone-agent-fixture"
+
+
+def test_json_string_results_of_wandb_style_tools_are_parsed_and_their_errors_flagged() -> None:
+    coordinates = {"entity_name": "e", "project_name": "kotone"}
+
+    async def body(session: ToolSession) -> Any:
+        found = await session.call_tool("get_run_history_tool", {**coordinates, "run_id": "run-1"})
+        missing = await session.call_tool("get_run_history_tool", {**coordinates, "run_id": "nope"})
+        return found, missing
+
+    found, missing = in_process(body)
+    assert found.result == [{"step": 1, "loss": 2.5}] and not found.is_error
+    assert missing.is_error and missing.error == "run nope not found in e/kotone"
+
+
+def test_tool_failures_come_back_as_error_records_and_call_json_raises() -> None:
+    async def body(session: ToolSession) -> Any:
+        bad_arguments = await session.call_tool("get_run_history_tool", {"run_id": 3})
+        unknown = await session.call_tool("no_such_tool", {})
+        with pytest.raises(ToolCallFailed, match="Unknown tool"):
+            await session.call_json("no_such_tool")
+        return bad_arguments, unknown, len(session.transcript.tool_calls)
+
+    bad_arguments, unknown, n_recorded = in_process(body)
+    assert bad_arguments.is_error and "entity_name" in bad_arguments.error
+    assert unknown.is_error and "Unknown tool: no_such_tool" in unknown.error
+    assert n_recorded == 3
+
+
+def test_the_transcript_lands_in_the_cycle_folder_with_every_call(tmp_path: Path) -> None:
+    async def body(session: ToolSession) -> Any:
+        await OfflinePlanner().plan(session, 2, PlanningContext())
+        session.transcript.record_fallback("example fallback")
+        return session.transcript.write(tmp_path / "cycle_2")
+
+    snapshot_path, transcript_path = in_process(body)
+    assert (snapshot_path.name, transcript_path.name) == (SNAPSHOT_FILE, TRANSCRIPT_FILE)
+    saved = json.loads(snapshot_path.read_text())
+    assert [call["name"] for call in saved["calls"]] == [
+        "get_eval_snapshot_tool",
+        "get_cycle_history_tool",
+        "get_champion_tool",
+    ]
+    assert saved["calls"][0]["result"]["champion_metrics"]["per_dim_mae"]["nostalgia"] == 1.2
+    assert "get_run_history_tool" in saved["listed_tools"]["in-process:kotone-agent-fixture"]
+    events = [json.loads(line) for line in transcript_path.read_text().splitlines()]
+    tool_events = [e for e in events if e["kind"] == "tool_call"]
+    assert [e["data"]["result_digest"] for e in tool_events] == [digest(c["result"]) for c in saved["calls"]]
+    assert events[-1]["kind"] == "fallback" and events[-1]["data"]["reason"] == "example fallback"
+    assert sorted(p.name for p in (tmp_path / "cycle_2").iterdir()) == [TRANSCRIPT_FILE, SNAPSHOT_FILE]
+
+
+SECRETS = {"MISTRAL_API_KEY": "m-secret", "WANDB_API_KEY": "w-secret", "HF_TOKEN": "h-secret"}
+
+
+def test_the_stdio_child_gets_paths_and_tracking_settings_but_no_unneeded_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {**SECRETS, "WANDB_PROJECT": "kotone", "KOTONE_ARTIFACTS": str(tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+    fixture_file = tmp_path / "fixture.json"
+    fixture_file.write_text(fixture().model_dump_json())
+    endpoint = McpEndpoint(command=sys.executable, args=[str(FIXTURE_SERVER), str(fixture_file)])
+
+    async def go() -> Any:
+        async with open_session(endpoint) as session:
+            names = await session.call_json("environment_names_tool")
+            snapshot = await session.call_json("get_eval_snapshot_tool")
+            return names, snapshot
+
+    names, snapshot = asyncio.run(go())
+    assert {"KOTONE_ARTIFACTS", "PYTHONPATH", "WANDB_PROJECT", "WANDB_MODE", "PATH"} <= set(names)
+    assert not set(SECRETS) & set(names)
+    assert endpoint.env["KOTONE_ARTIFACTS"] == str(tmp_path) and endpoint.env["WANDB_MODE"] == "offline"
+    assert EvalSnapshot.model_validate(snapshot) == fixture().snapshot
+    assert "env" not in endpoint.model_dump()
+
+
+def test_the_wandb_key_reaches_the_child_only_in_online_mode() -> None:
+    offline = child_environment({**SECRETS, "PATH": "/bin"})
+    online = child_environment({**SECRETS, "PATH": "/bin", "WANDB_MODE": "online"})
+    assert "WANDB_API_KEY" not in offline and online["WANDB_API_KEY"] == "w-secret"
+    assert not {"MISTRAL_API_KEY", "HF_TOKEN"} & (set(offline) | set(online))
+    assert offline["PYTHONPATH"].split(":")[0] == str(PROJECT_ROOT)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def fixture_http_server(tmp_path: Path) -> Iterator[int]:
+    fixture_file = tmp_path / "fixture.json"
+    fixture_file.write_text(fixture().model_dump_json())
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(FIXTURE_SERVER), str(fixture_file), "--http", str(port)],
+        env=child_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_streamable_http_endpoint_sends_the_bearer_token_from_the_named_env_var(
+    fixture_http_server: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KOTONE_TEST_MCP_TOKEN", "token-123")
+    endpoint = McpEndpoint.local_http(fixture_http_server).model_copy(
+        update={"bearer_token_env": "KOTONE_TEST_MCP_TOKEN"}
+    )
+
+    async def go() -> Any:
+        async with open_session(endpoint) as session:
+            return await session.call_json("authorization_header_tool"), await session.call_json(
+                "get_cycle_history_tool", {"limit": 1}
+            )
+
+    authorization, history = asyncio.run(go())
+    assert authorization == "Bearer token-123"
+    assert [entry["cycle"] for entry in history] == [1]
+    assert "token-123" not in endpoint.model_dump_json()
+
+
+def test_endpoint_config_for_the_hosted_wandb_server_and_its_guards(monkeypatch: pytest.MonkeyPatch) -> None:
+    hosted = McpEndpoint.wandb_hosted()
+    assert (hosted.transport, hosted.url, hosted.bearer_token_env) == (
+        "http",
+        "https://mcp.withwandb.com/mcp",
+        "WANDB_API_KEY",
+    )
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    with pytest.raises(McpConfigError, match="WANDB_API_KEY is not set"):
+        hosted.http_headers()
+    monkeypatch.setenv("WANDB_API_KEY", "w-secret")
+    assert hosted.http_headers() == {"Authorization": "Bearer w-secret"}
+    assert "w-secret" not in hosted.model_dump_json()
+    with pytest.raises(ValueError, match="must be on 127.0.0.1"):
+        McpEndpoint(transport="http", url="http://example.com/mcp")
+
+    monkeypatch.setenv("KOTONE_MCP", "wandb")
+    assert endpoint_from_env().label == "wandb-hosted"
+    monkeypatch.setenv("KOTONE_MCP", "http://127.0.0.1:8765/mcp")
+    assert endpoint_from_env().url == "http://127.0.0.1:8765/mcp"
+    monkeypatch.setenv("KOTONE_MCP", "stdio")
+    assert endpoint_from_env().args == ["-m", "tools.server"]
+    monkeypatch.setenv("KOTONE_MCP", "carrier-pigeon")
+    with pytest.raises(McpConfigError, match="KOTONE_MCP"):
+        endpoint_from_env()
+
+
+@pytest.mark.skipif(
+    not REAL_SERVER.exists(), reason="tools/server.py (the project's MCP server) not there yet"
+)
+def test_the_real_server_over_stdio_serves_the_evidence_the_offline_planner_decides_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KOTONE_ARTIFACTS", str(tmp_path))
+    champion = ChampionRecord(
+        cycle=0, student_path=None, base_model="tiny", metrics=metrics([0.7, 0.8, 0.7, 0.8, 0.7, 1.3])
+    )
+    (tmp_path / "registry").mkdir()
+    (tmp_path / "registry" / "champion.json").write_text(champion.model_dump_json())
+    rejected = HParams(learning_rate=2e-4)
+    history = [cycle_entry(0, "baseline"), cycle_entry(1, "rejected", rejected, 0.83, 0.95)]
+    (tmp_path / "loop").mkdir()
+    (tmp_path / "loop" / "history.jsonl").write_text("".join(e.model_dump_json() + "\n" for e in history))
+
+    async def go() -> Any:
+        async with open_session(McpEndpoint.local_stdio()) as session:
+            names = {spec.name for spec in await session.list_tools()}
+            plan = await OfflinePlanner().plan(session, 2, PlanningContext())
+            return names, plan, session.transcript
+
+    names, plan, transcript = asyncio.run(go())
+    assert {"get_eval_snapshot_tool", "get_cycle_history_tool", "get_champion_tool"} <= names
+    snapshot_call, history_call, champion_call = transcript.tool_calls[:3]
+    assert (snapshot_call.name, history_call.name, champion_call.name) == (
+        "get_eval_snapshot_tool",
+        "get_cycle_history_tool",
+        "get_champion_tool",
+    )
+    assert not any(call.is_error for call in (snapshot_call, history_call, champion_call))
+    assert ChampionRecord.model_validate(champion_call.result) == champion
+    assert [entry["status"] for entry in history_call.result] == ["baseline", "rejected"]
+    assert plan.focus_dims == ["nostalgia"]
+    assert plan.hparams.learning_rate == 1e-4 and plan.hparams != rejected
