@@ -37,8 +37,8 @@ WANDB_HOSTED_MCP_URL = "https://mcp.withwandb.com/mcp"
 
 # Environment the stdio child gets on top of what the SDK always passes (HOME, LOGNAME, PATH, SHELL,
 # TERM, USER). Everything else is dropped: the server must not see secrets it has no use for.
-_CHILD_ENV_NAMES = ("PATH", "KOTONE_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TZ", "LANG")
-_CHILD_ENV_PREFIXES = ("WANDB_", "WEAVE_")
+_CHILD_ENV_NAMES = ("PATH", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TZ", "LANG")
+_CHILD_ENV_PREFIXES = ("WANDB_", "WEAVE_", "KOTONE_")
 _SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 _OFFLINE_DEFAULTS = {
     "WANDB_MODE": "offline",

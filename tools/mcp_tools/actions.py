@@ -6,17 +6,19 @@ files earlier stages wrote, and returns a small JSON-able summary. Errors come b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from tools.contracts import ChampionRecord, LearnabilitySlice
+from tools.mcp_tools.safety import READ_ONLY, add_tools
 
 ACTION = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)
-READ = ToolAnnotations(read_only_hint=True)
-Cycle = Field(ge=1, description="cycle number (cycle 0 is the base model, made by bootstrap_champion_tool)")
+Cycle = Annotated[
+    int, Field(ge=1, description="cycle number (cycle 0 is the base model, made by bootstrap_champion_tool)")
+]
 
 
 def bootstrap_champion_tool() -> ChampionRecord:
@@ -26,7 +28,7 @@ def bootstrap_champion_tool() -> ChampionRecord:
     return bootstrap_champion(load_loop_config())
 
 
-def diagnose_failures_tool(cycle: int = Cycle) -> dict[str, Any]:
+def diagnose_failures_tool(cycle: Cycle) -> dict[str, Any]:
     """Weak dims of the champion (per-dim MAE vs the ridge baseline, failures off by 2+) and learnability
     slices of the training data; also written to the cycle's mcp_decision_input.json."""
     from loop.stages import diagnose, load_loop_config
@@ -44,14 +46,14 @@ def get_learnability_tool() -> list[LearnabilitySlice]:
     return learnability(dataset(config).train, seed=config.seed)
 
 
-def augment_training_data_tool(cycle: int = Cycle) -> dict[str, Any]:
+def augment_training_data_tool(cycle: Cycle) -> dict[str, Any]:
     """Teacher pairs for the plan's focus dims + hard-case replay, filtered; writes the cycle's train set."""
     from loop.stages import augment, load_loop_config
 
     return augment(cycle, load_loop_config()).model_dump()
 
 
-def train_candidate_tool(cycle: int = Cycle) -> dict[str, Any]:
+def train_candidate_tool(cycle: Cycle) -> dict[str, Any]:
     """Train the cycle's candidate from the base model with the plan's hyperparameters (resumes from the
     last checkpoint if a previous attempt was killed); logged to W&B."""
     from loop.stages import load_loop_config, train
@@ -59,14 +61,14 @@ def train_candidate_tool(cycle: int = Cycle) -> dict[str, Any]:
     return train(cycle, load_loop_config())
 
 
-def evaluate_candidate_tool(cycle: int = Cycle) -> dict[str, Any]:
+def evaluate_candidate_tool(cycle: Cycle) -> dict[str, Any]:
     """Evaluate the candidate on the frozen validation split; metrics to W&B, rows to Weave."""
     from loop.stages import evaluate_candidate, load_loop_config
 
     return evaluate_candidate(cycle, load_loop_config())
 
 
-def run_gate_tool(cycle: int = Cycle) -> dict[str, Any]:
+def run_gate_tool(cycle: Cycle) -> dict[str, Any]:
     """The numeric promotion gate, candidate vs champion on the same rows; writes gate.json."""
     from loop.stages import gate, load_loop_config
 
@@ -74,7 +76,7 @@ def run_gate_tool(cycle: int = Cycle) -> dict[str, Any]:
 
 
 def write_decision_log_tool(
-    cycle: int = Cycle, started_at: str = "", wall_s: float | None = None
+    cycle: Cycle, started_at: str = "", wall_s: float | None = None
 ) -> dict[str, Any]:
     """Apply the gate's verdict (promote or keep the champion), write decision_log.md / decision.json and
     the history line."""
@@ -85,8 +87,9 @@ def write_decision_log_tool(
 
 
 def register(server: MCPServer) -> None:
-    server.add_tool(get_learnability_tool, annotations=READ)
-    for tool in (
+    add_tools(server, get_learnability_tool, annotations=READ_ONLY)
+    add_tools(
+        server,
         bootstrap_champion_tool,
         diagnose_failures_tool,
         augment_training_data_tool,
@@ -94,5 +97,5 @@ def register(server: MCPServer) -> None:
         evaluate_candidate_tool,
         run_gate_tool,
         write_decision_log_tool,
-    ):
-        server.add_tool(tool, annotations=ACTION)
+        annotations=ACTION,
+    )

@@ -1,0 +1,158 @@
+"""Read-only domain tools: the champion, the eval snapshot the agent reads first, the cycle history."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field, ValidationError
+
+from tools import paths
+from tools.contracts import ChampionRecord, CycleHistoryEntry, EvalSnapshot, FailureCase, MetricSummary
+from tools.mcp_tools.pathguard import confine
+from tools.mcp_tools.safety import add_tools
+from tools.schema import DIMS
+from tools.tracking.store import RunFilters, RunInfo, TableNotFoundError, TrackingStore, open_store
+from tools.tracking.wandb_logger import FAILURES_TABLE_KEY
+
+READABLE_SUFFIXES = (".json", ".jsonl", ".md", ".tsv", ".txt")
+MAX_ARTIFACT_CHARS = 200_000
+
+
+def metric_summary(summary: dict[str, Any]) -> MetricSummary:
+    """The headline figures of an eval run, from its `eval/` summary keys."""
+
+    def get(key: str) -> Any:
+        return summary.get(f"eval/{key}")
+
+    return MetricSummary(
+        vector_mae=get("vector_mae"),
+        vector_mae_rounded=get("vector_mae_rounded"),
+        mse_norm=get("mse_norm"),
+        r2=get("r2"),
+        json_valid_rate=get("json_valid_rate") or 0.0,
+        fallback_rate=get("fallback_rate") or 0.0,
+        p50_latency_ms=get("p50_latency_ms") or 0.0,
+        p95_latency_ms=get("p95_latency_ms") or 0.0,
+        per_dim_mae={d: v for d in DIMS if (v := get(f"per_dim_mae/{d}")) is not None},
+        n_rows=int(get("n_rows") or 0),
+    )
+
+
+def load_champion() -> ChampionRecord | None:
+    path = paths.registry_dir() / "champion.json"
+    if not path.is_file():
+        return None
+    try:
+        return ChampionRecord.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        raise ToolError(f"{path.name} is not a valid ChampionRecord: {exc.error_count()} error(s)") from None
+
+
+def _failures(store: TrackingStore, run: RunInfo, top_k: int) -> list[FailureCase]:
+    try:
+        table = store.get_table(run.id, FAILURES_TABLE_KEY)
+    except TableNotFoundError:
+        return []
+    return [
+        FailureCase(
+            request_text=row["request_text"],
+            source_type=row["source_type"],
+            target=json.loads(row["target"]),
+            prediction=None if row["prediction"] is None else json.loads(row["prediction"]),
+            row_mae=row["row_mae"],
+            trace_id=row.get("trace_id"),
+        )
+        for row in table.rows[:top_k]
+    ]
+
+
+def _latest_by_role(runs: list[RunInfo], role: str) -> list[RunInfo]:
+    return sorted((r for r in runs if r.config.get("role") == role), key=lambda r: r.created_at or "")
+
+
+def get_eval_snapshot_tool(top_k: Annotated[int, Field(ge=1, le=50)] = 10) -> EvalSnapshot:
+    """Champion vs base on the validation split: headline metrics, per-dim MAE, the champion's worst rows.
+
+    Each failure carries the Weave trace id of its row (query_weave_traces_tool with
+    {"call_ids": [trace_id]} shows the full trace). Baselines (eval runs with role "baseline")
+    are listed by predictor so every model figure can be read beside them.
+    """
+    store = open_store(agent_view=True)
+    eval_runs = store.list_runs(RunFilters(job_type="eval"))
+    champion = load_champion()
+    champion_run = next((r for r in eval_runs if champion and r.id == champion.eval_run_id), None)
+    bases = _latest_by_role(eval_runs, "base")
+    base_run = bases[-1] if bases else None
+    baselines = {
+        str(run.config.get("predictor") or run.name): metric_summary(run.summary)
+        for run in _latest_by_role(eval_runs, "baseline")
+    }
+    champion_metrics = (
+        metric_summary(champion_run.summary) if champion_run else (champion.metrics if champion else None)
+    )
+    failure_source = champion_run or base_run
+    return EvalSnapshot(
+        champion=champion,
+        base_metrics=metric_summary(base_run.summary) if base_run else None,
+        champion_metrics=champion_metrics,
+        top_failures=_failures(store, failure_source, top_k) if failure_source else [],
+        baselines=baselines,
+    )
+
+
+def get_champion_tool() -> ChampionRecord | None:
+    """The current champion (cycle, adapter path, base model, eval run id, validation metrics); null if none."""
+    return load_champion()
+
+
+def get_cycle_history_tool(last_n: Annotated[int | None, Field(ge=1)] = None) -> list[CycleHistoryEntry]:
+    """One entry per finished or crashed cycle from artifacts/loop/history.jsonl, oldest first."""
+    path = paths.loop_dir() / "history.jsonl"
+    if not path.is_file():
+        return []
+    entries = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(CycleHistoryEntry.model_validate_json(line))
+        except ValidationError as exc:
+            raise ToolError(
+                f"history.jsonl line {line_no}: not a valid entry ({exc.error_count()} error(s))"
+            ) from None
+    return entries if last_n is None else entries[-last_n:]
+
+
+class ArtifactText(BaseModel):
+    path: str
+    text: str
+    truncated: bool
+
+
+def read_loop_artifact_tool(
+    path: Annotated[str, Field(min_length=1, max_length=300)],
+    max_chars: Annotated[int, Field(ge=1, le=MAX_ARTIFACT_CHARS)] = 20_000,
+) -> ArtifactText:
+    """Read a text artifact a cycle wrote (plan.json, gate.json, decision_log.md, ...).
+
+    `path` is relative to artifacts/loop/ (e.g. "cycle_3/decision_log.md"); anything outside it is refused.
+    """
+    root = paths.loop_dir()
+    resolved = confine(path, root=root)
+    if resolved.suffix not in READABLE_SUFFIXES:
+        raise ToolError(f"only {', '.join(READABLE_SUFFIXES)} files can be read")
+    if not resolved.is_file():
+        raise ToolError(f"no such artifact: {path}")
+    text = resolved.read_text(encoding="utf-8", errors="replace")
+    return ArtifactText(
+        path=str(resolved.relative_to(root)), text=text[:max_chars], truncated=len(text) > max_chars
+    )
+
+
+def register(server: MCPServer) -> None:
+    add_tools(
+        server, get_eval_snapshot_tool, get_champion_tool, get_cycle_history_tool, read_loop_artifact_tool
+    )

@@ -1,0 +1,74 @@
+"""Tracking settings in one place: offline by default, online only when asked for and keyed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from tools import paths
+
+DEFAULT_ENTITY = "local"
+DEFAULT_PROJECT = "kotone-loop"
+
+
+class TrackingSettings(BaseModel):
+    mode: Literal["offline", "online"]
+    entity: str
+    project: str
+    wandb_dir: Path
+    weave_db: Path
+
+    @property
+    def project_id(self) -> str:
+        return f"{self.entity}/{self.project}"
+
+
+def tracking_settings() -> TrackingSettings:
+    """Read the settings from the environment without changing it.
+
+    Online needs `KOTONE_TRACKING=online` (or, when KOTONE_TRACKING is unset, `WANDB_MODE=online`,
+    which is what the MCP client forwards to our stdio server) and a `WANDB_API_KEY`; anything else
+    is offline.
+    Entity and project come from `KOTONE_WANDB_ENTITY` / `KOTONE_WANDB_PROJECT` (then `WANDB_ENTITY` /
+    `WANDB_PROJECT`), defaulting to local / kotone-loop.
+    """
+    choice = os.environ.get("KOTONE_TRACKING") or os.environ.get("WANDB_MODE") or "offline"
+    online = choice.lower() == "online" and bool(os.environ.get("WANDB_API_KEY"))
+    return TrackingSettings(
+        mode="online" if online else "offline",
+        entity=os.environ.get("KOTONE_WANDB_ENTITY") or os.environ.get("WANDB_ENTITY") or DEFAULT_ENTITY,
+        project=os.environ.get("KOTONE_WANDB_PROJECT") or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
+        wandb_dir=paths.wandb_dir(),
+        weave_db=paths.weave_db_path(),
+    )
+
+
+def configure_tracking() -> TrackingSettings:
+    """Set the wandb / weave environment for this process (before wandb or weave is imported or used).
+
+    Offline: no network, no prompts, no weave auto-init inside wandb.init, and wandb's own data,
+    cache and config folders under the artifacts tree so nothing is written to the home directory.
+    """
+    settings = tracking_settings()
+    settings.wandb_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.update(
+        WANDB_MODE=settings.mode,
+        WANDB_DIR=str(settings.wandb_dir),
+        WANDB_DISABLE_WEAVE="true",
+        WANDB_ERROR_REPORTING="false",
+        WANDB_SILENT="true",
+        WANDB_CONSOLE="off",
+        WANDB_DISABLE_GIT="true",
+        WEAVE_PRINT_CALL_LINK="false",
+    )
+    if settings.mode == "offline":
+        os.environ.update(
+            WANDB_DATA_DIR=str(settings.wandb_dir / "data"),
+            WANDB_CACHE_DIR=str(settings.wandb_dir / "cache"),
+            WANDB_CONFIG_DIR=str(settings.wandb_dir / "config"),
+            WANDB_ARTIFACT_DIR=str(settings.wandb_dir / "artifacts"),
+        )
+    return settings
