@@ -9,11 +9,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from loop.gate import GateConfig
+from tools.contracts import HParams
+
+# Where a planner starts when no cycle has finished yet, per student type (measured: docs/RESULTS.md).
+DEFAULT_HPARAMS: dict[str, HParams] = {
+    "regression": HParams(learning_rate=5e-4, lora_r=16, lora_alpha=32, epochs=3.0, batch_size=16),
+    "generative": HParams(),
+}
 
 
 class LoopConfig(BaseModel):
@@ -28,6 +35,11 @@ class LoopConfig(BaseModel):
         description="regression head on the LM's hidden states (JSON formatted from its outputs) or "
         "generative LoRA decoding the JSON",
     )
+    student_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="extra knobs of the student's own config (RegressionConfig / TrainConfig), e.g. "
+        '{"layers_kept": 8, "lora_layers": 4}; the planner\'s hyperparameters are applied on top',
+    )
     decoder: Literal["skeleton", "skeleton_ev", "free"] = Field(
         "skeleton_ev", description="decoder of generative students (regression students have one)"
     )
@@ -39,13 +51,14 @@ class LoopConfig(BaseModel):
     mistral_server_url: str | None = Field(
         None, description="any Mistral-compatible server; None = api.mistral.ai"
     )
-    mcp_url: str | None = Field(
-        None, description="None = our server over stdio; else a streamable-HTTP MCP server for read tools"
-    )
     eval_batch_size: int = 16
     max_eval_rows: int | None = Field(None, description="score only the first N validation rows (smoke runs)")
+    replay_sample_rows: int = Field(
+        96, ge=1, description="training rows the champion is re-scored on to find hard cases for replay"
+    )
     max_train_rows: int | None = Field(None, description="cap on the cycle's training rows (smoke runs)")
     train_time_budget_s: float | None = Field(None, description="stop training after this many seconds")
+    checkpoint_every_steps: int = Field(25, ge=1, description="training steps between resumable checkpoints")
     plateau_patience: int = Field(3, description="stop after this many cycles in a row without a promotion")
     seed: int = 0
     gate: GateConfig = Field(default_factory=GateConfig)

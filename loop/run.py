@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loop.config import LoopConfig, load_config
+from loop.config import DEFAULT_HPARAMS, LoopConfig, load_config
 from loop.state import STAGES, CycleState, LoopLocked, RunLock, now_iso
 from tools.paths import cycle_dir, loop_dir
 
@@ -140,7 +140,9 @@ async def run_cycle(session: Any, cycle: int, config: LoopConfig) -> str:
             if config.mistral_server_url:
                 planner_config.mistral.server_url = config.mistral_server_url
             planner = make_planner(planner_config)
-            plan = await planner.plan(session, cycle, PlanningContext())
+            plan = await planner.plan(
+                session, cycle, PlanningContext(default_hparams=DEFAULT_HPARAMS[config.student])
+            )
             from tools.atomic import atomic_write_json
 
             atomic_write_json(out / "plan.json", plan)

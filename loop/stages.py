@@ -42,7 +42,6 @@ from tools.paths import cycle_dir, loop_dir
 from tools.schema import DIMS, TrainingRow
 
 CONFIG_FILE = "config.json"
-REPLAY_SAMPLE_ROWS = 96
 
 
 def save_config(config: LoopConfig) -> None:
@@ -103,7 +102,6 @@ def _write_history_tsv() -> None:
 def bootstrap_champion(config: LoopConfig) -> ChampionRecord:
     """Cycle 0: evaluate the untouched base model and the baselines on valid; the base becomes champion."""
     from tools.students import load_student
-
     from tools.tracking import log_evaluation
 
     started = time.perf_counter()
@@ -208,10 +206,9 @@ def champion_train_rows(config: LoopConfig, data: DatasetSplits) -> list[Trainin
 
 def augment(cycle: int, config: LoopConfig) -> AugmentSummary:
     """Teacher pairs for the focus dims + hard-case replay of the champion's worst TRAIN rows, filtered."""
-    from tools.students import load_student
-
     from tools.filters import filter_augmented
     from tools.replay import hard_case_replay
+    from tools.students import load_student
     from tools.teacher import make_teacher
 
     plan = read_plan(cycle)
@@ -227,16 +224,17 @@ def augment(cycle: int, config: LoopConfig) -> AugmentSummary:
     if n_replay:
         champion = current_champion()
         sample = random.Random(config.seed + cycle).sample(
-            base_train, min(REPLAY_SAMPLE_ROWS, len(base_train))
+            base_train, min(config.replay_sample_rows, len(base_train))
         )
         student = load_student(
             config.base_model, Path(champion.student_path) if champion and champion.student_path else None
         )
+        decoder = student.default_decoder(config.decoder)
         train_report = evaluate(
-            lambda texts: student.predict_batch(texts, decoder=config.decoder),
+            lambda texts: student.predict_batch(texts, decoder=decoder),
             sample,
             predictor=student.name,
-            decoder=config.decoder,
+            decoder=decoder,
             dataset=f"{data.name}/train-sample",
             batch_size=config.eval_batch_size,
         )
@@ -250,8 +248,9 @@ def augment(cycle: int, config: LoopConfig) -> AugmentSummary:
     out = cycle_dir(cycle)
     write_jsonl(out / "generated_augmented_pairs.jsonl", kept)
     train_rows = base_train + kept
-    if config.max_train_rows:
-        train_rows = train_rows[: config.max_train_rows]
+    if config.max_train_rows and len(train_rows) > config.max_train_rows:
+        # A deterministic sample keeps the mix of original and new rows (smoke runs only).
+        train_rows = random.Random(config.seed + cycle).sample(train_rows, config.max_train_rows)
     write_jsonl(out / f"train.cycle_{cycle}.jsonl", train_rows)
     summary = AugmentSummary(
         teacher=getattr(teacher, "name", type(teacher).__name__),
@@ -273,7 +272,6 @@ def augment(cycle: int, config: LoopConfig) -> AugmentSummary:
 def train(cycle: int, config: LoopConfig) -> dict:
     """Train the candidate from the base model on the cycle's training set (resumes from checkpoints)."""
     from tools.students import train_student
-
     from tools.tracking import start_training_run
 
     plan = read_plan(cycle)
@@ -298,6 +296,8 @@ def train(cycle: int, config: LoopConfig) -> dict:
         output_dir=out / "candidate",
         seed=config.seed + cycle,
         time_budget_s=config.train_time_budget_s,
+        checkpoint_every_steps=config.checkpoint_every_steps,
+        options=config.student_options,
         on_step=run.log_step,
     )
     summary = result.model_dump(mode="json")
@@ -314,7 +314,6 @@ def train(cycle: int, config: LoopConfig) -> dict:
 def evaluate_candidate(cycle: int, config: LoopConfig) -> dict:
     """Candidate on the frozen validation rows; logged to W&B + Weave; registered in the registry."""
     from tools.students import load_student
-
     from tools.tracking import log_evaluation
 
     data = dataset(config)
@@ -458,7 +457,6 @@ def data_has_test(config: LoopConfig) -> bool:
 def evaluate_test_for_the_record(cycle: int, config: LoopConfig) -> None:
     """The test split is scored and logged for the record only: nothing in the loop or the agent reads it."""
     from tools.students import load_student
-
     from tools.tracking import log_evaluation
 
     data = dataset(config)

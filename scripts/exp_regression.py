@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (training and serving)")
     parser.add_argument("--eval-only", action="store_true", help="score an already trained student folder")
+    parser.add_argument("--int8", action="store_true", help="serve with int8 dynamic quantization")
     args = parser.parse_args(argv)
 
     import torch
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     student_dir = root / args.name
     data = load_dataset(args.data)
     record: dict[str, object] = {
-        "name": args.name,
+        "name": args.name + ("+int8" if args.int8 else ""),
         "data": data.name,
         "overrides": args.set,
         "argv": sys.argv,
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             config = RegressionConfig(**parse_overrides(args.set))
             result = train_regression(config, data.train, args.base_model, student_dir)
             record["train"] = result.model_dump(mode="json")
-        student = RegressionStudent.load(args.base_model, student_dir)
+        student = RegressionStudent.load(args.base_model, student_dir, quantize_int8=args.int8 or None)
         dataset = f"{data.name}/valid"
         report = evaluate(
             lambda texts: [student.predict_one(t) for t in texts],

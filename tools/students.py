@@ -1,0 +1,140 @@
+"""The two student types behind one interface, so the loop and the evaluator need not care which it is.
+
+- `generative`: the base LM with a LoRA adapter, decoding the JSON (tools/student.py, tools/training.py);
+- `regression`: a LoRA-tuned trunk of the LM with a regression head; the JSON is formatted from its six
+  outputs (tools/regression_student.py, tools/regression_training.py).
+
+A student folder says which it is: a regression folder holds the regression spec, a generative one a
+peft `adapter_config.json`. No folder means the untouched base model (generative decoding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pydantic import BaseModel
+
+from tools.contracts import HParams
+from tools.schema import Prediction, TrainingRow
+
+StudentKind = Literal["regression", "generative"]
+
+
+class ServingStudent(Protocol):
+    name: str
+
+    def default_decoder(self, requested: str) -> str: ...
+
+    def predict_batch(self, texts: Sequence[str], decoder: str) -> list[Prediction]: ...
+
+    def predict_one(self, text: str, decoder: str) -> Prediction: ...
+
+
+def student_kind(student_dir: Path) -> StudentKind:
+    from tools.regression_student import SPEC_FILE
+
+    if (student_dir / SPEC_FILE).is_file():
+        return "regression"
+    if (student_dir / "adapter_config.json").is_file():
+        return "generative"
+    raise FileNotFoundError(f"{student_dir} is neither a regression student nor a peft adapter folder")
+
+
+class _Generative:
+    def __init__(self, base_model: str, adapter_dir: Path | None) -> None:
+        from tools.student import Student
+
+        self._student = Student.load(base_model, adapter_dir)
+        self.name = self._student.name
+
+    def default_decoder(self, requested: str) -> str:
+        return requested
+
+    def predict_batch(self, texts: Sequence[str], decoder: str) -> list[Prediction]:
+        return self._student.predict_batch(texts, decoder=decoder)  # type: ignore[arg-type]
+
+    def predict_one(self, text: str, decoder: str) -> Prediction:
+        return self._student.predict_one(text, decoder=decoder)  # type: ignore[arg-type]
+
+
+class _Regression:
+    decoder = "regression"
+
+    def __init__(self, base_model: str, student_dir: Path) -> None:
+        from tools.regression_student import RegressionStudent
+
+        self._student = RegressionStudent.load(base_model, student_dir)
+        self.name = self._student.name
+
+    def default_decoder(self, requested: str) -> str:
+        return self.decoder
+
+    def _check(self, decoder: str) -> None:
+        if decoder != self.decoder:
+            raise ValueError(f"a regression student has one decoder ('regression'), not {decoder!r}")
+
+    def predict_batch(self, texts: Sequence[str], decoder: str = "regression") -> list[Prediction]:
+        self._check(decoder)
+        return self._student.predict_batch(texts)
+
+    def predict_one(self, text: str, decoder: str = "regression") -> Prediction:
+        self._check(decoder)
+        return self._student.predict_one(text)
+
+
+def load_student(base_model: str, student_dir: Path | None) -> ServingStudent:
+    """The base model alone (None), or the student in `student_dir`, whichever type it is."""
+    if student_dir is None:
+        return _Generative(base_model, None)
+    student_dir = Path(student_dir)
+    if student_kind(student_dir) == "regression":
+        return _Regression(base_model, student_dir)
+    return _Generative(base_model, student_dir)
+
+
+def train_student(
+    kind: StudentKind,
+    hparams: HParams,
+    rows: list[TrainingRow],
+    *,
+    base_spec: str,
+    output_dir: Path,
+    seed: int,
+    time_budget_s: float | None = None,
+    checkpoint_every_steps: int = 25,
+    options: dict | None = None,
+    on_step: Callable[[dict], None] | None = None,
+    progress: bool = True,
+) -> BaseModel:
+    """Train a student of `kind` with the planner's hyperparameters; resumes from `output_dir`'s checkpoint."""
+    if kind == "regression":
+        from tools.regression_student import RegressionConfig
+        from tools.regression_training import train_regression
+
+        config = RegressionConfig.from_hparams(
+            hparams,
+            **(options or {}),
+            seed=seed,
+            time_budget_s=time_budget_s,
+            checkpoint_every_steps=checkpoint_every_steps,
+        )
+        return train_regression(
+            config,
+            rows,
+            base_spec,
+            output_dir,
+            on_step=(lambda step, loss: on_step({"step": step, "loss": loss})) if on_step else None,
+            progress=progress,
+        )
+    from tools.training import TrainConfig, train_lora
+
+    config = TrainConfig.from_hparams(
+        hparams,
+        **(options or {}),
+        seed=seed,
+        time_budget_s=time_budget_s,
+        checkpoint_every_steps=checkpoint_every_steps,
+    )
+    return train_lora(config, rows, base_spec, output_dir, on_step=on_step, progress=progress)
