@@ -12,6 +12,8 @@ A candidate is promoted only if every check passes:
 | fallback | share of candidate rows served by a fallback <= `max_fallback_rate` (never scored anyway) |
 | latency | candidate p95 latency <= `max_p95_latency_ms` |
 | focus_dims | on each focus dim, candidate MAE <= champion MAE + `focus_dim_tolerance` |
+| beats_constant | paired bootstrap: P(candidate MAE < train-median constant MAE) >= `confidence` (a model that
+  does not beat a ten-line baseline is no improvement; skipped when no constant report is given) |
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ class GateResult(BaseModel):
         return [c.name for c in self.checks if not c.passed]
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def _row_errors(report: EvalReport, rounded: bool) -> dict[int, float]:
     errors = {}
     for row in report.rows:
@@ -85,7 +91,11 @@ def paired_bootstrap(
 
 
 def run_gate(
-    champion: EvalReport, candidate: EvalReport, focus_dims: list[str], config: GateConfig
+    champion: EvalReport,
+    candidate: EvalReport,
+    focus_dims: list[str],
+    config: GateConfig,
+    constant: EvalReport | None = None,
 ) -> GateResult:
     rounded = config.metric == "vector_mae_rounded"
     champ_mae = getattr(champion, config.metric)
@@ -110,7 +120,7 @@ def run_gate(
             value=gain,
             threshold=config.min_mae_improvement,
             passed=gain is not None and gain >= config.min_mae_improvement,
-            detail=f"{config.metric}: champion {champ_mae} -> candidate {cand_mae}",
+            detail=f"{config.metric}: champion {_fmt(champ_mae)} -> candidate {_fmt(cand_mae)}",
         )
     )
 
@@ -125,7 +135,7 @@ def run_gate(
             value=mse_gain,
             threshold=config.min_mse_improvement,
             passed=mse_gain is not None and mse_gain >= config.min_mse_improvement,
-            detail=f"mse_norm: champion {champion.mse_norm} -> candidate {candidate.mse_norm}",
+            detail=f"mse_norm: champion {_fmt(champion.mse_norm)} -> candidate {_fmt(candidate.mse_norm)}",
         )
     )
 
@@ -188,4 +198,19 @@ def run_gate(
             else f"no focus dim worse ({', '.join(focus_dims)})",
         )
     )
+    if constant is not None:
+        const_gain, const_probability, const_compared = paired_bootstrap(
+            constant, candidate, rounded=rounded, samples=config.bootstrap_samples, seed=config.seed
+        )
+        checks.append(
+            GateCheck(
+                name="beats_constant",
+                value=const_probability,
+                threshold=config.confidence,
+                passed=constant.data_hash == candidate.data_hash
+                and const_compared > 0
+                and const_probability >= config.confidence,
+                detail=f"vs {constant.predictor}: mean per-row gain {const_gain:+.4f} over {const_compared} rows",
+            )
+        )
     return GateResult(promoted=all(c.passed for c in checks), checks=checks, config=config)

@@ -358,7 +358,9 @@ def single_request_latency(student: object, decoder: str, rows: list[TrainingRow
 def gate(cycle: int, config: LoopConfig) -> GateResult:
     champion = champion_report()
     candidate = EvalReport.model_validate_json((cycle_dir(cycle) / "eval_candidate.json").read_text())
-    result = run_gate(champion, candidate, list(read_plan(cycle).focus_dims), config.gate)
+    constant_path = cycle_dir(0) / "eval_baseline_train-median.json"
+    constant = EvalReport.model_validate_json(constant_path.read_text()) if constant_path.exists() else None
+    result = run_gate(champion, candidate, list(read_plan(cycle).focus_dims), config.gate, constant=constant)
     atomic_write_json(cycle_dir(cycle) / "gate.json", result)
     return result
 

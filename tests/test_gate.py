@@ -112,3 +112,13 @@ def test_paired_bootstrap_is_deterministic_and_paired_by_row():
     assert compared == len(ROWS)
     assert mean_gain == pytest.approx(champion.vector_mae - candidate.vector_mae)
     assert probability > 0.95
+
+
+def test_a_candidate_no_better_than_the_constant_is_rejected_even_against_a_weak_champion():
+    weak_champion = _report(ROWS, 3.0, 1)
+    constant_like = _report(ROWS, 1.0, 2)
+    constant = _report(ROWS, 1.0, 3)
+    result = run_gate(weak_champion, constant_like, ["energy"], GateConfig(), constant=constant)
+    assert result.failed == ["beats_constant"]
+    better = run_gate(weak_champion, _report(ROWS, 0.4, 4), ["energy"], GateConfig(), constant=constant)
+    assert better.promoted

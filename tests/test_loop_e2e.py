@@ -44,7 +44,6 @@ def _env(artifacts: Path, tiny: Path, **extra: str) -> dict[str, str]:
             "KOTONE_TEACHER": "offline",
             "KOTONE_MAX_EVAL_ROWS": "32",
             "KOTONE_REPLAY_SAMPLE_ROWS": "24",
-            "KOTONE_MAX_TRAIN_ROWS": "160",
             "KOTONE_STUDENT_OPTIONS": '{"layers_kept": 2, "lora_layers": 1}',
         }
         | extra
