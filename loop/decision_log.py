@@ -90,8 +90,8 @@ class DecisionRecord(BaseModel):
     champion_after: ChampionRecord
 
 
-def hparam_patch(before: HParams | None, after: HParams) -> list[HParamChange]:
-    old = (before or HParams()).model_dump()
+def hparam_patch(before: HParams, after: HParams) -> list[HParamChange]:
+    old = before.model_dump()
     return [
         HParamChange(name=k, before=old[k], after=v) for k, v in after.model_dump().items() if old[k] != v
     ]

@@ -102,6 +102,37 @@ async def bootstrap(session: Any) -> None:
     print(f"cycle 0: base model is champion (vector_mae {metrics['vector_mae']:.3f})", flush=True)
 
 
+async def read_snapshot(session: Any) -> None:
+    """The evidence of the champion, read the way an analyst would through the W&B / Weave tools:
+    domain snapshot, history, the champion's runs (summary + config), its training curve, the latest
+    Weave evaluations."""
+    from tools.tracking import tracking_settings
+
+    settings = tracking_settings()
+    project = {"entity_name": settings.entity, "project_name": settings.project}
+    await session.list_tools()
+    champion = await _act(session, "snapshot", "get_champion_tool", {})
+    await _act(session, "snapshot", "get_eval_snapshot_tool", {})
+    await _act(session, "snapshot", "get_cycle_history_tool", {})
+    if champion is None:
+        return
+    runs = await _act(
+        session,
+        "snapshot",
+        "query_wandb_tool",
+        {**project, "filters": {"group": f"cycle_{champion['cycle']}"}, "include": ["summary", "config"]},
+    )
+    for run in runs.get("items", []):
+        if run.get("job_type") == "train":
+            await _act(
+                session,
+                "snapshot",
+                "get_run_history_tool",
+                {**project, "run_id": run["id"], "keys": ["loss"]},
+            )
+    await _act(session, "snapshot", "summarize_evaluation_tool", {**project, "max_evals": 3})
+
+
 async def run_cycle(session: Any, cycle: int, config: LoopConfig) -> str:
     """Run (or resume) one cycle; returns its verdict."""
     from agent.planner import PlannerConfig, PlanningContext, make_planner
@@ -126,9 +157,7 @@ async def run_cycle(session: Any, cycle: int, config: LoopConfig) -> str:
             continue
         stage_start = time.perf_counter()
         if stage == "snapshot":
-            await session.list_tools()
-            for tool in ("get_champion_tool", "get_eval_snapshot_tool", "get_cycle_history_tool"):
-                await _act(session, stage, tool, {})
+            await read_snapshot(session)
             session.transcript.write(out)
         elif stage == "diagnose":
             diagnosis = await _act(session, stage, "diagnose_failures_tool", {"cycle": cycle})
@@ -187,10 +216,28 @@ async def run_cycle(session: Any, cycle: int, config: LoopConfig) -> str:
         log.info("cycle %d stage %s done in %.1fs", cycle, stage, time.perf_counter() - stage_start)
         state.mark_done(stage, out)
     decision = json.loads((out / "decision.json").read_text())
+    print(cycle_table(decision), flush=True)
     print(
         f"cycle {cycle}: {decision['verdict'].upper()} — decision log: {out / 'decision_log.md'}", flush=True
     )
     return decision["verdict"]
+
+
+def cycle_table(decision: dict[str, Any]) -> str:
+    """Candidate vs champion vs baselines (raw and rounded MAE, per dim) and the gate checks, as text."""
+    from tools.schema import DIMS
+
+    def fmt(value: float | None) -> str:
+        return "   -  " if value is None else f"{value:6.3f}"
+
+    lines = [f"{'':<24}{'mae':>7}{'round':>7}" + "".join(f"{d[:6]:>8}" for d in DIMS)]
+    for row in decision["table"]:
+        per_dim = "".join(f"{fmt(row['per_dim_mae'].get(d)):>8}" for d in DIMS)
+        lines.append(
+            f"{row['role'][:24]:<24}{fmt(row['vector_mae']):>7}{fmt(row['vector_mae_rounded']):>7}{per_dim}"
+        )
+    checks = ", ".join(f"{c['name']} {'ok' if c['passed'] else 'FAIL'}" for c in decision["gate"]["checks"])
+    return "\n".join(lines) + f"\ngate: {checks}"
 
 
 def _record_crash(cycle: int, error: BaseException) -> None:

@@ -376,7 +376,7 @@ def log_decision(cycle: int, config: LoopConfig, started_at: str, wall_s: float 
     candidate = EvalReport.model_validate_json((out / "eval_candidate.json").read_text())
     champion_before = current_champion()
     champ_report = champion_report()
-    previous_hparams = _champion_hparams(champion_before)
+    previous_hparams = _champion_hparams(champion_before, config)
     champion_after = promote(cycle) if result.promoted else champion_before
     assert champion_after is not None
 
@@ -446,9 +446,12 @@ def log_decision(cycle: int, config: LoopConfig, started_at: str, wall_s: float 
     return record
 
 
-def _champion_hparams(champion: ChampionRecord | None) -> HParams | None:
+def _champion_hparams(champion: ChampionRecord | None, config: LoopConfig) -> HParams:
+    """The configuration the champion was trained with (the planner's defaults for the base model)."""
+    from loop.config import DEFAULT_HPARAMS
+
     if champion is None or champion.cycle == 0:
-        return None
+        return DEFAULT_HPARAMS[config.student]
     return read_plan(champion.cycle).hparams
 
 
