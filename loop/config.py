@@ -46,7 +46,11 @@ class LoopConfig(BaseModel):
     planner: Literal["auto", "offline", "mistral"] = Field(
         "auto", description="'auto' = mistral when MISTRAL_API_KEY is set, else the offline planner"
     )
-    teacher: Literal["auto", "offline", "mistral"] = Field("auto", description="same rule as planner")
+    teacher: Literal["auto", "offline", "mistral", "none"] = Field(
+        "auto",
+        description="'auto' = mistral when MISTRAL_API_KEY is set, else the offline generator on the shipped "
+        "data and none (hard-case replay only) on other data, whose mapping the generator does not know",
+    )
     mistral_model: str = "mistral-large-latest"
     mistral_server_url: str | None = Field(
         None, description="any Mistral-compatible server; None = api.mistral.ai"

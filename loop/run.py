@@ -61,7 +61,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--student", choices=["regression", "generative"], help="student type to train")
     parser.add_argument("--planner", choices=["auto", "offline", "mistral"], help="agent backend")
-    parser.add_argument("--teacher", choices=["auto", "offline", "mistral"], help="teacher backend")
+    parser.add_argument(
+        "--teacher",
+        choices=["auto", "offline", "mistral", "none"],
+        help="teacher backend (none = replay only)",
+    )
     parser.add_argument("--max-eval-rows", type=int, help="score only the first N validation rows")
     parser.add_argument("--train-time-budget", type=float, help="seconds of training per cycle at most")
     parser.add_argument("--plateau", type=int, help="stop after this many cycles in a row without promotion")

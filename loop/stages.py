@@ -215,9 +215,11 @@ def augment(cycle: int, config: LoopConfig) -> AugmentSummary:
     data = dataset(config)
     base_train = champion_train_rows(config, data)
     teacher = make_teacher(config)
-    generated = teacher.generate(
-        plan.augmentation, list(plan.focus_dims), plan.augmentation.new_pairs, config.seed + cycle
-    )
+    generated: list[TrainingRow] = []
+    if teacher is not None:
+        generated = teacher.generate(
+            plan.augmentation, list(plan.focus_dims), plan.augmentation.new_pairs, config.seed + cycle
+        )
 
     n_replay = round(plan.augmentation.new_pairs * plan.augmentation.replay_ratio)
     replay: list[TrainingRow] = []
@@ -253,7 +255,7 @@ def augment(cycle: int, config: LoopConfig) -> AugmentSummary:
         train_rows = random.Random(config.seed + cycle).sample(train_rows, config.max_train_rows)
     write_jsonl(out / f"train.cycle_{cycle}.jsonl", train_rows)
     summary = AugmentSummary(
-        teacher=getattr(teacher, "name", type(teacher).__name__),
+        teacher="none (replay only)" if teacher is None else teacher.name,
         n_generated=len(generated),
         n_replay=len(replay),
         n_kept=len(kept),

@@ -91,6 +91,9 @@ def test_teacher_rejects_unknown_focus_dims_and_out_of_range_buckets():
 def test_make_teacher_picks_offline_without_a_key_and_mistral_with_one(monkeypatch, shipped):
     monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
     assert make_teacher(SimpleNamespace(teacher="auto")).name == "offline"
+    # the offline generator knows only the shipped catalogue: elsewhere auto means replay only
+    assert make_teacher(SimpleNamespace(teacher="auto", data="real")) is None
+    assert make_teacher(SimpleNamespace(teacher="none", data="shipped")) is None
     monkeypatch.setenv("MISTRAL_API_KEY", "dummy-key")
     config = SimpleNamespace(teacher="auto", mistral_model="m", mistral_server_url="http://127.0.0.1:9")
     assert make_teacher(config, train=shipped.train).name == "mistral"

@@ -343,18 +343,26 @@ class MistralTeacher:
         return row, ""
 
 
-def make_teacher(config: Any, train: Sequence[TrainingRow] | None = None) -> Teacher:
-    """The teacher a loop config asks for: `teacher` = offline, mistral or auto (mistral iff MISTRAL_API_KEY).
+def make_teacher(config: Any, train: Sequence[TrainingRow] | None = None) -> Teacher | None:
+    """The teacher a loop config asks for: `teacher` = offline, mistral, none or auto.
 
-    Reads `teacher`, `mistral_model`, `mistral_server_url` and (for Mistral examples) `data` from the config.
+    auto: mistral when MISTRAL_API_KEY is set; else offline on the shipped data; else none, because the
+    offline generator only knows the shipped catalogue: its rows would teach another mapping on any other
+    dataset (measured on kotone-ft: docs/RESULTS.md). None means hard-case replay only.
+    Reads `teacher`, `data`, `mistral_model` and `mistral_server_url` from the config.
     """
     choice = getattr(config, "teacher", "auto")
     if choice == "auto":
-        choice = "mistral" if os.environ.get("MISTRAL_API_KEY") else "offline"
+        if os.environ.get("MISTRAL_API_KEY"):
+            choice = "mistral"
+        else:
+            choice = "offline" if getattr(config, "data", "shipped") == "shipped" else "none"
+    if choice == "none":
+        return None
     if choice == "offline":
         return OfflineTeacher()
     if choice != "mistral":
-        raise ValueError(f"unknown teacher {choice!r} (offline, mistral or auto)")
+        raise ValueError(f"unknown teacher {choice!r} (offline, mistral, none or auto)")
     if train is None:
         from tools.dataset import load_dataset
 
