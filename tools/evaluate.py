@@ -85,20 +85,6 @@ def format_table(reports: Sequence[EvalReport]) -> str:
     return "\n".join(lines)
 
 
-def load_predictor(
-    base_model: str, student_dir: Path | None, decoder: str
-) -> tuple[PredictBatch, Callable[[str], Prediction], str]:
-    """Load a student (generative LoRA or regression head, told apart by its training record)."""
-    from tools.students import load_student
-
-    student = load_student(base_model, student_dir)
-    return (
-        lambda texts: student.predict_batch(texts, decoder=decoder),
-        lambda text: student.predict_one(text, decoder=decoder),
-        student.name,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.evaluate",
@@ -120,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         "--decoder",
         action="append",
         choices=["skeleton", "skeleton_ev", "free", "regression"],
-        help="decoder(s) to run; repeat the flag for several (default: skeleton and skeleton_ev)",
+        help="decoder(s) to run; repeat the flag for several (default: skeleton and skeleton_ev; "
+        "a regression student has one, 'regression')",
     )
     parser.add_argument("--limit", type=int, default=None, help="score only the first N rows (smoke runs)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -135,13 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     dataset = f"{data.name}/{args.split}"
     reports = evaluate_baselines(data.train, rows, dataset=dataset)
     if not args.baselines_only:
-        for decoder in args.decoder or ["skeleton", "skeleton_ev"]:
-            predict_batch, _, name = load_predictor(args.base_model, args.student_dir, decoder)
+        from tools.students import load_student
+
+        student = load_student(args.base_model, args.student_dir)
+        generative = student.default_decoder("skeleton") == "skeleton"
+        for decoder in args.decoder or (["skeleton", "skeleton_ev"] if generative else ["regression"]):
             reports.append(
                 evaluate(
-                    predict_batch,
+                    lambda texts, decoder=decoder: student.predict_batch(texts, decoder=decoder),
                     rows,
-                    predictor=name,
+                    predictor=student.name,
                     decoder=decoder,
                     dataset=dataset,
                     batch_size=args.batch_size,

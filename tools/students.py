@@ -10,6 +10,7 @@ peft `adapter_config.json`. No folder means the untouched base model (generative
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, Protocol
@@ -20,6 +21,9 @@ from tools.contracts import HParams
 from tools.schema import Prediction, TrainingRow
 
 StudentKind = Literal["regression", "generative"]
+
+# peft 0.21 calls an accessor transformers 5.24 deprecated; the warning says nothing about our code.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 class ServingStudent(Protocol):
