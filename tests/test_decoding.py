@@ -27,7 +27,7 @@ REQUESTS = [
     "ENERGETIC festival dance track with brass!!!",
     "懐かしい夏祭りの夜",
     "x",
-    "Compose nostalgic retro pixel-town background music.\n- style: 2000s Pop\n- mood: Sun Glow " * 3,
+    "Write a wistful tune for a pixel harbour town.\n- style: Chip Parade\n- mood: Rooftop Sunrise " * 3,
 ]
 
 
