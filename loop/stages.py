@@ -133,7 +133,6 @@ def bootstrap_champion(config: LoopConfig) -> ChampionRecord:
         config={"role": "base", "cycle": 0, "split": "valid", "base_model": config.base_model},
     )
     atomic_write_json(cycle_dir(0) / "eval_candidate.json", report)
-    atomic_write_json(cycle_entry(0) / "train.jsonl.ref", {"train": "dataset train split"})
     register_candidate(0, None, report, base_model=config.base_model, eval_run_id=run_id)
     champion = promote(0)
     append_history(
