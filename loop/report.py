@@ -55,10 +55,13 @@ def _line_chart(series: dict[str, list[tuple[int, float]]], baselines: dict[str,
     for i in range(5):
         y = y_min + (y_max - y_min) * i / 4
         parts.append(f'<text x="{PAD - 6}" y="{sy(y) + 4:.1f}" class="tick" text-anchor="end">{y:.2f}</text>')
-    for name, value in baselines.items():
+    for i, (name, value) in enumerate(baselines.items()):
+        label_x, anchor = (
+            (WIDTH - PAD, "end") if i % 2 == 0 else (PAD + 6, "start")
+        )  # labels must not overlap
         parts.append(
             f'<line x1="{PAD}" y1="{sy(value):.1f}" x2="{WIDTH - PAD}" y2="{sy(value):.1f}" class="baseline"/>'
-            f'<text x="{WIDTH - PAD}" y="{sy(value) - 4:.1f}" class="tick" text-anchor="end">{name} {value:.3f}</text>'
+            f'<text x="{label_x}" y="{sy(value) - 4:.1f}" class="tick" text-anchor="{anchor}">{name} {value:.3f}</text>'
         )
     for (name, values), colour in zip(series.items(), colours, strict=False):
         if not values:
@@ -141,8 +144,12 @@ def build_page(out_path: Path) -> Path:
             champion_series.append((r.cycle, r.candidate_mae))
         elif r.champion_mae is not None:
             champion_series.append((r.cycle, r.champion_mae))
+    # The zero-shot base model is usually far off the scale of trained students: keep cycle 0 out of the
+    # chart once later cycles exist, and name its figure in the heading instead.
+    trained = any(r.cycle > 0 for r in finished)
+    base_mae = next((r.candidate_mae for r in finished if r.cycle == 0), None)
     series = {
-        "champion MAE": [(x, y) for x, y in champion_series if y is not None],
+        "champion MAE": [(x, y) for x, y in champion_series if y is not None and (x > 0 or not trained)],
         "candidate MAE": [
             (r.cycle, r.candidate_mae) for r in finished if r.candidate_mae is not None and r.cycle > 0
         ],
@@ -178,6 +185,7 @@ def build_page(out_path: Path) -> Path:
         profiles=profiles,
         baselines=baselines,
         champion_cycle=champion_cycle,
+        base_mae=base_mae if trained else None,
     )
     atomic_write_text(out_path, html)
     return out_path
