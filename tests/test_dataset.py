@@ -103,3 +103,26 @@ def test_write_then_load_round_trips_and_hash_is_stable(tmp_path):
 def test_real_kotone_ft_loads_with_expected_counts():
     data = load_dir(REAL_DATA_DIR)
     assert (len(data.train), len(data.valid)) == (707, 88)
+
+
+def test_hub_loader_reads_the_downloaded_jsonl_splits(tmp_path, monkeypatch):
+    """Offline stand-in for the Hub: the real huggingface_hub download call is replaced by a local folder
+    laid out like the published dataset (our own parsing of what it returns runs unchanged)."""
+    import huggingface_hub
+
+    from tools.dataset import load_hub
+
+    data_dir = tmp_path / "snapshot" / "data" / "ft"
+    data_dir.mkdir(parents=True)
+    _write(data_dir / "ft_request_param_train.jsonl", [GOOD, GOOD | {"request_text": "a second tune"}])
+    _write(data_dir / "ft_request_param_valid.jsonl", [GOOD | {"request_text": "held out"}])
+    asked = {}
+
+    def fake_snapshot_download(**kwargs):
+        asked.update(kwargs)
+        return str(tmp_path / "snapshot")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    data = load_hub("someone/kotone-like")
+    assert asked["repo_id"] == "someone/kotone-like" and asked["repo_type"] == "dataset"
+    assert (len(data.train), len(data.valid), len(data.test)) == (2, 1, 0)
