@@ -166,3 +166,46 @@ def test_kill_9_during_training_then_resume_matches_an_uninterrupted_run(tmp_pat
     assert outcome(killed) == outcome(straight)
     train_rows = (killed / "loop" / "cycle_1" / "train.cycle_1.jsonl").read_text()
     assert train_rows == (straight / "loop" / "cycle_1" / "train.cycle_1.jsonl").read_text()
+
+
+def test_a_cycle_planned_by_the_mistral_backend_over_the_real_sdk_and_mcp(tmp_path, tiny_base_model):
+    """The loop's plan stage with `--planner mistral`: the real mistralai client talks to a scripted
+    server on 127.0.0.1, its tool calls go through the loop's MCP session, and its plan is the one trained."""
+    from fake_mistral_server import FakeMistralServer, completion
+
+    plan = {
+        "focus_dims": ["energy", "nostalgia"],
+        "augmentation": {"new_pairs": 80, "replay_ratio": 0.25, "target_buckets": {"energy": [0, 1, 9, 10]}},
+        "hparams": {"learning_rate": 6e-4, "lora_r": 8, "lora_alpha": 16, "epochs": 2.0, "batch_size": 16},
+        "reasons": {
+            "focus_dims": "energy and nostalgia have the highest MAE",
+            "augmentation": "extremes of energy are missing",
+            "hparams": "small rank for a first cycle",
+        },
+    }
+    script = [
+        completion(tool_calls=[("get_eval_snapshot_tool", {}), ("get_cycle_history_tool", {})]),
+        completion(content=json.dumps(plan)),
+    ]
+    artifacts = tmp_path / "artifacts"
+    with FakeMistralServer(script) as server:
+        env = _env(
+            artifacts,
+            tiny_base_model,
+            KOTONE_PLANNER="mistral",
+            KOTONE_MISTRAL_SERVER_URL=server.url,
+            MISTRAL_API_KEY="test-dummy-key",
+        )
+        result = _run(env, "--cycles", "1")
+    assert "plan by mistral" in result.stdout, result.stdout
+    cycle1 = artifacts / "loop" / "cycle_1"
+    saved = json.loads((cycle1 / "plan.json").read_text())
+    assert saved["focus_dims"] == ["energy", "nostalgia"] and saved["fallback_reason"] is None
+    assert saved["hparams"]["lora_r"] == 8
+    training = json.loads((cycle1 / "training.json").read_text())
+    assert training["config"]["lora_r"] == 8 and training["config"]["epochs"] == 2.0
+    events = [json.loads(line) for line in (cycle1 / "agent_transcript.jsonl").read_text().splitlines()]
+    assert any(e["kind"] == "model_message" for e in events)
+    assert len(server.requests) == 2
+    headers = {k.lower(): v for k, v in server.requests[0].headers.items()}
+    assert headers["authorization"] == "Bearer test-dummy-key"
