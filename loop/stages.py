@@ -81,6 +81,10 @@ def read_history() -> list[CycleHistoryEntry]:
     ]
 
 
+def _tsv_number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
 def _write_history_tsv() -> None:
     """autoresearch-style results table: one line per cycle, crashed ones included."""
     from tools.atomic import atomic_write_text
@@ -88,11 +92,8 @@ def _write_history_tsv() -> None:
     header = "cycle\tstatus\tchampion_mae\tcandidate_mae\tcandidate_rounded\tfocus\tdescription"
     lines = [header]
     for e in read_history():
-        fmt = lambda x: "" if x is None else f"{x:.4f}"  # noqa: E731
-        lines.append(
-            f"{e.cycle}\t{e.status}\t{fmt(e.champion_mae)}\t{fmt(e.candidate_mae)}\t"
-            f"{fmt(e.candidate_mae_rounded)}\t{','.join(e.focus_dims)}\t{e.description}"
-        )
+        figures = (_tsv_number(x) for x in (e.champion_mae, e.candidate_mae, e.candidate_mae_rounded))
+        lines.append("\t".join([str(e.cycle), e.status, *figures, ",".join(e.focus_dims), e.description]))
     atomic_write_text(loop_dir() / "history.tsv", "\n".join(lines) + "\n")
 
 
@@ -432,7 +433,7 @@ def log_decision(cycle: int, config: LoopConfig, started_at: str, wall_s: float 
         CycleHistoryEntry(
             cycle=cycle,
             status="promoted" if result.promoted else "rejected",
-            description=plan.reasons.get("summary") or f"focus {', '.join(plan.focus_dims)}; {plan.planner}",
+            description=_one_line(record),
             focus_dims=list(plan.focus_dims),
             hparams=plan.hparams,
             champion_mae=champ_report.vector_mae,
@@ -445,6 +446,15 @@ def log_decision(cycle: int, config: LoopConfig, started_at: str, wall_s: float 
         )
     )
     return record
+
+
+def _one_line(record: DecisionRecord) -> str:
+    """The history table's description: what this cycle tried, in one line."""
+    changes = ", ".join(f"{p.name} {p.before}->{p.after}" for p in record.hparam_patch) or "same recipe"
+    return (
+        f"focus {', '.join(record.plan.focus_dims)}; {changes}; "
+        f"+{record.augmentation.n_kept} rows; {record.plan.planner}"
+    )
 
 
 def _champion_hparams(champion: ChampionRecord | None, config: LoopConfig) -> HParams:
