@@ -6,7 +6,7 @@ run:    ## set up, then run one full cycle on the embedded defaults (cycle 0 fir
 	.venv/bin/python -m loop.run
 
 test:   ## set up, then run the whole test suite (CI runs exactly this)
-	bash scripts/setup.sh --with-browser
+	bash scripts/setup.sh --with-test-tools
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest -q
 

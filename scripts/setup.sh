@@ -21,10 +21,14 @@ if [ ! -f "$STAMP" ]; then
   touch "$STAMP"
 fi
 
-# Headless Chromium renders the HTML report in one test (Debian packages; needs root, skipped otherwise).
-if [ "${1:-}" = "--with-browser" ] && ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-      || echo "setup: could not install chromium; the report screenshot test will be skipped" >&2
+# Test tools from Debian (need root; the tests that use them skip cleanly otherwise): headless Chromium
+# renders the HTML report; strace (with unshare -n) proves the offline path makes no network attempt.
+if [ "${1:-}" = "--with-test-tools" ]; then
+  missing=""
+  command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+  command -v strace >/dev/null 2>&1 || missing="$missing strace"
+  if [ -n "$missing" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null) \
+      || echo "setup: could not install$missing; the tests that need them will be skipped" >&2
   fi
 fi
