@@ -261,6 +261,23 @@ def _record_crash(cycle: int, error: BaseException) -> None:
     )
 
 
+def champion_data_mismatch(config: LoopConfig) -> str | None:
+    """A champion scored on another dataset can never be compared on the same rows: say so up front."""
+    from loop.registry import champion_report, current_champion
+    from tools.dataset import load_dataset
+
+    if current_champion() is None:
+        return None
+    have = champion_report().dataset
+    wanted = f"{load_dataset(config.data).name}/valid"
+    if have == wanted:
+        return None
+    return (
+        f"the champion in {loop_dir().parent} was evaluated on {have}, this run asks for {wanted}; "
+        "use another KOTONE_ARTIFACTS folder for another dataset"
+    )
+
+
 def unfinished_cycle() -> int | None:
     cycles = sorted(
         int(p.name.split("_")[1]) for p in loop_dir().glob("cycle_*") if (p / "state.json").exists()
@@ -280,6 +297,10 @@ async def run(args: argparse.Namespace, config: LoopConfig) -> int:
     from agent.mcp_client import McpEndpoint, open_session
     from loop.registry import current_champion
 
+    mismatch = champion_data_mismatch(config)
+    if mismatch:
+        print(f"error: {mismatch}", file=sys.stderr)
+        return 2
     endpoint = McpEndpoint.local_stdio().model_copy(update={"read_timeout_s": ACTION_TIMEOUT_S})
     async with open_session(endpoint) as session:
         if current_champion() is None:

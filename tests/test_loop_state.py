@@ -61,3 +61,21 @@ def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path):
     with RunLock(lock):
         assert lock.read_text() == str(os.getpid())
     assert not lock.exists()
+
+
+def test_a_run_on_another_dataset_than_the_champions_is_refused_before_anything_starts(
+    tmp_path, monkeypatch, capsys
+):
+    from loop.registry import promote, register_candidate
+    from loop.run import main
+    from tools.metrics import build_report
+
+    monkeypatch.setenv("KOTONE_ARTIFACTS", str(tmp_path / "artifacts"))
+    report = build_report([], predictor="base", decoder="d", dataset="some-other-data/valid", data_hash="h")
+    register_candidate(0, None, report, base_model="bundled", eval_run_id=None)
+    promote(0)
+    assert main(["--cycles", "1", "--data", "shipped"]) == 2
+    error = capsys.readouterr().err
+    assert (
+        "some-other-data/valid" in error and "kotone-shipped/valid" in error and "KOTONE_ARTIFACTS" in error
+    )
