@@ -154,15 +154,20 @@ def bootstrap_champion(config: LoopConfig) -> ChampionRecord:
 # --- diagnose ------------------------------------------------------------------------------------
 
 
+def cached_learnability(config: LoopConfig) -> list[LearnabilitySlice]:
+    """Learnability of the training split (5-fold CV), computed once per dataset and seed."""
+    data = dataset(config)
+    cache = loop_dir() / f"learnability_{data.name.replace('/', '_')}_seed{config.seed}.json"
+    if cache.exists():
+        return [LearnabilitySlice.model_validate(s) for s in json.loads(cache.read_text())]
+    slices = learnability(data.train, seed=config.seed)
+    atomic_write_json(cache, [s.model_dump() for s in slices])
+    return slices
+
+
 def diagnose(cycle: int, config: LoopConfig) -> dict:
     """Weak dims (champion per-dim MAE vs the ridge baseline, failure concentration) and learnability."""
-    data = dataset(config)
-    cache = loop_dir() / f"learnability_{data.name.replace('/', '_')}.json"
-    if cache.exists():
-        slices = [LearnabilitySlice.model_validate(s) for s in json.loads(cache.read_text())]
-    else:
-        slices = learnability(data.train, seed=config.seed)
-        atomic_write_json(cache, [s.model_dump() for s in slices])
+    slices = cached_learnability(config)
     champ = champion_report()
     ridge_path = cycle_dir(0) / "eval_baseline_tfidf-ridge.json"
     ridge = EvalReport.model_validate_json(ridge_path.read_text()) if ridge_path.exists() else None
@@ -427,7 +432,7 @@ def log_decision(cycle: int, config: LoopConfig, started_at: str, wall_s: float 
         champion_after=champion_after,
     )
     write_decision(record, out)
-    if result.promoted and data_has_test(config):
+    if result.promoted:
         evaluate_test_for_the_record(cycle, config)
     append_history(
         CycleHistoryEntry(
@@ -466,16 +471,15 @@ def _champion_hparams(champion: ChampionRecord | None, config: LoopConfig) -> HP
     return read_plan(champion.cycle).hparams
 
 
-def data_has_test(config: LoopConfig) -> bool:
-    return bool(dataset(config).test)
-
-
 def evaluate_test_for_the_record(cycle: int, config: LoopConfig) -> None:
-    """The test split is scored and logged for the record only: nothing in the loop or the agent reads it."""
+    """The test split (when the dataset has one) is scored and logged for the record only: nothing in the
+    loop or the agent reads it."""
     from tools.students import load_student
     from tools.tracking import log_evaluation
 
     data = dataset(config)
+    if not data.test:
+        return
     student = load_student(config.base_model, cycle_dir(cycle) / "candidate")
     decoder = student.default_decoder(config.decoder)
     report = evaluate(

@@ -13,9 +13,10 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
-from tracking_support import TRAIN_STEPS, LoggedRuns, log_runs, tracking_env
+from tracking_support import TRAIN_STEPS, LoggedRuns, log_runs, offline_tracking, tracking_env
 
-from tools.contracts import ChampionRecord, CycleHistoryEntry, MetricSummary
+from loop.registry import metric_summary
+from tools.contracts import ChampionRecord, CycleHistoryEntry
 from tools.schema import DIMS
 from tools.server import build_server
 
@@ -33,28 +34,17 @@ MIRRORED = {
 DOMAIN = {"get_eval_snapshot_tool", "get_cycle_history_tool", "get_champion_tool", "read_loop_artifact_tool"}
 
 
-def _metrics(report: Any) -> MetricSummary:
-    return MetricSummary(
-        **{k: getattr(report, k) for k in MetricSummary.model_fields if k not in ("per_dim_mae", "n_rows")},
-        per_dim_mae=report.per_dim_mae,
-        n_rows=report.n_rows,
-    )
-
-
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, LoggedRuns]]:
     artifacts = tmp_path_factory.mktemp("artifacts")
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in tracking_env(artifacts).items():
-            mp.setenv(name, value)
-        mp.delenv("WANDB_API_KEY", raising=False)
+    with offline_tracking(artifacts):
         runs = log_runs()
     champion = ChampionRecord(
         cycle=0,
         student_path=None,
         base_model="tiny",
         eval_run_id=runs.eval_run_id,
-        metrics=_metrics(runs.report),
+        metrics=metric_summary(runs.report),
     )
     (artifacts / "registry").mkdir()
     (artifacts / "registry" / "champion.json").write_text(champion.model_dump_json())

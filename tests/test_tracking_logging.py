@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tracking_support import TRAIN_STEPS, LoggedRuns, log_runs, tracking_env
+from tracking_support import TRAIN_STEPS, LoggedRuns, log_runs, offline_tracking, tracking_env
 
 from tools.schema import DIMS
 from tools.tracking.store import CallFilters, LocalTrackingStore, RunFilters, RunNotFoundError, open_store
@@ -22,12 +22,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, LoggedRuns]]:
     artifacts = tmp_path_factory.mktemp("artifacts")
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in tracking_env(artifacts).items():
-            mp.setenv(name, value)
-        mp.delenv("WANDB_API_KEY", raising=False)
-        for name in ("WANDB_MODE", "WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
-            mp.delenv(name, raising=False)
+    with offline_tracking(artifacts):
         yield artifacts, log_runs()
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
 from tools.metrics import EvalReport, build_report, score_row
@@ -98,3 +101,21 @@ def log_runs() -> LoggedRuns:
 def tracking_env(artifacts: Path) -> dict[str, str]:
     """The variables that point tracking at `artifacts` (offline, no key)."""
     return {"KOTONE_ARTIFACTS": str(artifacts), "KOTONE_TRACKING": "offline"}
+
+
+@contextmanager
+def offline_tracking(artifacts: Path) -> Iterator[None]:
+    """Tracking pointed at `artifacts`, offline, with no key and no inherited wandb locations."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in tracking_env(artifacts).items():
+            mp.setenv(name, value)
+        for name in (
+            "WANDB_API_KEY",
+            "WANDB_MODE",
+            "WANDB_DIR",
+            "WANDB_DATA_DIR",
+            "WANDB_CACHE_DIR",
+            "WANDB_CONFIG_DIR",
+        ):
+            mp.delenv(name, raising=False)
+        yield

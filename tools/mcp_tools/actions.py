@@ -39,11 +39,9 @@ def diagnose_failures_tool(cycle: Cycle) -> dict[str, Any]:
 def get_learnability_tool() -> list[LearnabilitySlice]:
     """Per (source type, dim): 5-fold CV MAE on train of TF-IDF+ridge vs the constant; `learnable` marks
     slices where a model beats the constant (the rest look like label noise)."""
-    from loop.stages import dataset, load_loop_config
-    from tools.baselines import learnability
+    from loop.stages import cached_learnability, load_loop_config
 
-    config = load_loop_config()
-    return learnability(dataset(config).train, seed=config.seed)
+    return cached_learnability(load_loop_config())
 
 
 def augment_training_data_tool(cycle: Cycle) -> dict[str, Any]:
