@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from tools.contracts import AugmentationSpec, CyclePlan, HParams
-from tools.schema import SCALE_MAX, SCALE_MIN
+from tools.core.contracts import AugmentationSpec, CyclePlan, HParams
+from tools.core.schema import SCALE_MAX, SCALE_MIN
 
 
 class Bounds(NamedTuple):

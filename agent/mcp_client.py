@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, model_validator
 
 from agent.transcript import ToolCallRecord, Transcript, utc_now
-from tools.paths import PROJECT_ROOT, artifacts_dir
+from tools.core.paths import PROJECT_ROOT, artifacts_dir
 
 if TYPE_CHECKING:
     from mcp import Client

@@ -34,8 +34,8 @@ from agent.planner import (
     repeated_rejected_cycle,
 )
 from agent.transcript import ToolCallRecord, Transcript
-from tools.contracts import CycleHistoryEntry, CyclePlan
-from tools.prompting import render
+from tools.core.contracts import CycleHistoryEntry, CyclePlan
+from tools.core.prompting import render
 
 if TYPE_CHECKING:
     from mistralai.client.models import ChatCompletionResponse

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from agent.guardrails import LORA_RANKS, apply_guardrails, clip_hparams
 from agent.mcp_client import ToolSession
 from agent.planner import Evidence, PlanningContext, read_evidence, repeated_rejected_cycle
-from tools.contracts import (
+from tools.core.contracts import (
     AugmentationSpec,
     CycleHistoryEntry,
     CyclePlan,
@@ -49,7 +49,7 @@ from tools.contracts import (
     HParams,
     MetricSummary,
 )
-from tools.schema import DIMS
+from tools.core.schema import DIMS
 
 CONSTANT_BASELINE_MARKERS = ("median", "mean", "constant")
 RATIO_TIE_DECIMALS = 2

@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, Field, TypeAdapter
 
 from agent.mcp_client import ToolSession
-from tools.contracts import (
+from tools.core.contracts import (
     AugmentationSpec,
     ChampionRecord,
     CycleHistoryEntry,

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tools.atomic import atomic_write_json, atomic_write_text
+from tools.core.atomic import atomic_write_json, atomic_write_text
 
 SNAPSHOT_FILE = "mcp_eval_snapshot.json"
 TRANSCRIPT_FILE = "agent_transcript.jsonl"

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from loop.gate import GateConfig
-from tools.contracts import HParams
+from tools.core.contracts import HParams
 
 # Where a planner starts when no cycle has finished yet, per student type (measured: docs/RESULTS.md).
 DEFAULT_HPARAMS: dict[str, HParams] = {

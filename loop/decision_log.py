@@ -8,10 +8,10 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from loop.gate import GateResult
-from tools.atomic import atomic_write_json, atomic_write_text
-from tools.contracts import ChampionRecord, CyclePlan, HParams, LearnabilitySlice
-from tools.metrics import EvalReport
-from tools.prompting import render
+from tools.core.atomic import atomic_write_json, atomic_write_text
+from tools.core.contracts import ChampionRecord, CyclePlan, HParams, LearnabilitySlice
+from tools.core.prompting import render
+from tools.evaluation.metrics import EvalReport
 
 
 class ToolCallSummary(BaseModel):

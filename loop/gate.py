@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.metrics import EvalReport
+from tools.evaluation.metrics import EvalReport
 
 
 class GateConfig(BaseModel):

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tools.atomic import atomic_write_json
-from tools.contracts import ChampionRecord, MetricSummary
-from tools.metrics import EvalReport
-from tools.paths import registry_dir
+from tools.core.atomic import atomic_write_json
+from tools.core.contracts import ChampionRecord, MetricSummary
+from tools.core.paths import registry_dir
+from tools.evaluation.metrics import EvalReport
 
 
 class CandidateRecord(BaseModel):

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tools.atomic import atomic_write_text
-from tools.metrics import EvalReport
-from tools.paths import cycle_dir, loop_dir, registry_dir
-from tools.prompting import render
-from tools.schema import DIMS
+from tools.core.atomic import atomic_write_text
+from tools.core.paths import cycle_dir, loop_dir, registry_dir
+from tools.core.prompting import render
+from tools.core.schema import DIMS
+from tools.evaluation.metrics import EvalReport
 
 WIDTH, HEIGHT, PAD = 560, 240, 40
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from loop.config import DEFAULT_HPARAMS, LoopConfig, load_config
 from loop.state import STAGES, CycleState, LoopLocked, RunLock, now_iso
-from tools.paths import cycle_dir, loop_dir
+from tools.core.paths import cycle_dir, loop_dir
 
 log = logging.getLogger("kotone.loop")
 ACTION_TIMEOUT_S = 6 * 3600.0
@@ -176,7 +176,7 @@ async def run_cycle(session: Any, cycle: int, config: LoopConfig) -> str:
             plan = await planner.plan(
                 session, cycle, PlanningContext(default_hparams=DEFAULT_HPARAMS[config.student])
             )
-            from tools.atomic import atomic_write_json
+            from tools.core.atomic import atomic_write_json
 
             atomic_write_json(out / "plan.json", plan)
             session.transcript.write(out)
@@ -229,7 +229,7 @@ async def run_cycle(session: Any, cycle: int, config: LoopConfig) -> str:
 
 def cycle_table(decision: dict[str, Any]) -> str:
     """Candidate vs champion vs baselines (raw and rounded MAE, per dim) and the gate checks, as text."""
-    from tools.schema import DIMS
+    from tools.core.schema import DIMS
 
     def fmt(value: float | None) -> str:
         return "   -  " if value is None else f"{value:6.3f}"
@@ -246,7 +246,7 @@ def cycle_table(decision: dict[str, Any]) -> str:
 
 def _record_crash(cycle: int, error: BaseException) -> None:
     from loop.stages import append_history
-    from tools.contracts import CycleHistoryEntry
+    from tools.core.contracts import CycleHistoryEntry
 
     state = CycleState.load_or_new(cycle_dir(cycle), cycle)
     last = state.completed[-1] if state.completed else "start"
@@ -264,7 +264,7 @@ def _record_crash(cycle: int, error: BaseException) -> None:
 def champion_data_mismatch(config: LoopConfig) -> str | None:
     """A champion scored on another dataset can never be compared on the same rows: say so up front."""
     from loop.registry import champion_report, current_champion
-    from tools.dataset import load_dataset
+    from tools.data.dataset import load_dataset
 
     if current_champion() is None:
         return None

@@ -32,14 +32,14 @@ from loop.registry import (
     register_candidate,
 )
 from loop.state import now_iso
-from tools.atomic import append_line, atomic_write_json
-from tools.baselines import learnability
-from tools.contracts import ChampionRecord, CycleHistoryEntry, CyclePlan, HParams, LearnabilitySlice
-from tools.dataset import DatasetSplits, load_dataset, load_jsonl, write_jsonl
-from tools.evaluate import evaluate, evaluate_baselines
-from tools.metrics import EvalReport
-from tools.paths import cycle_dir, loop_dir
-from tools.schema import DIMS, TrainingRow
+from tools.core.atomic import append_line, atomic_write_json
+from tools.core.contracts import ChampionRecord, CycleHistoryEntry, CyclePlan, HParams, LearnabilitySlice
+from tools.core.paths import cycle_dir, loop_dir
+from tools.core.schema import DIMS, TrainingRow
+from tools.data.dataset import DatasetSplits, load_dataset, load_jsonl, write_jsonl
+from tools.evaluation.baselines import learnability
+from tools.evaluation.harness import evaluate, evaluate_baselines
+from tools.evaluation.metrics import EvalReport
 
 CONFIG_FILE = "config.json"
 
@@ -87,7 +87,7 @@ def _tsv_number(value: float | None) -> str:
 
 def _write_history_tsv() -> None:
     """autoresearch-style results table: one line per cycle, crashed ones included."""
-    from tools.atomic import atomic_write_text
+    from tools.core.atomic import atomic_write_text
 
     header = "cycle\tstatus\tchampion_mae\tcandidate_mae\tcandidate_rounded\tfocus\tdescription"
     lines = [header]
@@ -102,7 +102,7 @@ def _write_history_tsv() -> None:
 
 def bootstrap_champion(config: LoopConfig) -> ChampionRecord:
     """Cycle 0: evaluate the untouched base model and the baselines on valid; the base becomes champion."""
-    from tools.students import load_student
+    from tools.student.interface import load_student
     from tools.tracking import log_evaluation
 
     started = time.perf_counter()
@@ -211,10 +211,10 @@ def champion_train_rows(config: LoopConfig, data: DatasetSplits) -> list[Trainin
 
 def augment(cycle: int, config: LoopConfig) -> AugmentSummary:
     """Teacher pairs for the focus dims + hard-case replay of the champion's worst TRAIN rows, filtered."""
-    from tools.filters import filter_augmented
-    from tools.replay import hard_case_replay
-    from tools.students import load_student
-    from tools.teacher import make_teacher
+    from tools.data.filters import filter_augmented
+    from tools.data.replay import hard_case_replay
+    from tools.data.teacher import make_teacher
+    from tools.student.interface import load_student
 
     plan = read_plan(cycle)
     data = dataset(config)
@@ -278,7 +278,7 @@ def augment(cycle: int, config: LoopConfig) -> AugmentSummary:
 
 def train(cycle: int, config: LoopConfig) -> dict:
     """Train the candidate from the base model on the cycle's training set (resumes from checkpoints)."""
-    from tools.students import train_student
+    from tools.student.interface import train_student
     from tools.tracking import start_training_run
 
     plan = read_plan(cycle)
@@ -320,7 +320,7 @@ def train(cycle: int, config: LoopConfig) -> dict:
 
 def evaluate_candidate(cycle: int, config: LoopConfig) -> dict:
     """Candidate on the frozen validation rows; logged to W&B + Weave; registered in the registry."""
-    from tools.students import load_student
+    from tools.student.interface import load_student
     from tools.tracking import log_evaluation
 
     data = dataset(config)
@@ -474,7 +474,7 @@ def _champion_hparams(champion: ChampionRecord | None, config: LoopConfig) -> HP
 def evaluate_test_for_the_record(cycle: int, config: LoopConfig) -> None:
     """The test split (when the dataset has one) is scored and logged for the record only: nothing in the
     loop or the agent reads it."""
-    from tools.students import load_student
+    from tools.student.interface import load_student
     from tools.tracking import log_evaluation
 
     data = dataset(config)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tools.atomic import atomic_write_json
+from tools.core.atomic import atomic_write_json
 
 STAGES: tuple[str, ...] = ("snapshot", "diagnose", "plan", "augment", "train", "evaluate", "gate", "log")
 

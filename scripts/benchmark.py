@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tools.dataset import REAL_DATA_DIR, load_dataset  # noqa: E402
+from tools.data.dataset import REAL_DATA_DIR, load_dataset  # noqa: E402
 
 SECTIONS = ("decode", "train-lora", "train-regression", "serve-regression", "mcp")
 
@@ -43,7 +43,7 @@ def _pcts(values: list[float]) -> str:
 
 
 def bench_decode(rows_limit: int) -> list[str]:
-    from tools.student import Student
+    from tools.student.generative import Student
 
     data, rows = _rows(rows_limit)
     student = Student.load("bundled")
@@ -65,7 +65,7 @@ def bench_decode(rows_limit: int) -> list[str]:
 
 
 def bench_train_lora(steps: int) -> list[str]:
-    from tools.training import TrainConfig, train_lora
+    from tools.student.generative_training import TrainConfig, train_lora
 
     data, _ = _rows(1)
     rows = data.train[: steps * 8]
@@ -78,8 +78,8 @@ def bench_train_lora(steps: int) -> list[str]:
 
 
 def bench_train_regression(epochs: float) -> list[str]:
-    from tools.regression_student import RegressionConfig
-    from tools.regression_training import train_regression
+    from tools.student.regression import RegressionConfig
+    from tools.student.regression_training import train_regression
 
     data, _ = _rows(1)
     with tempfile.TemporaryDirectory() as out:
@@ -93,8 +93,8 @@ def bench_train_regression(epochs: float) -> list[str]:
 
 
 def bench_serve_regression(rows_limit: int) -> list[str]:
-    from tools.regression_student import RegressionConfig, RegressionStudent
-    from tools.regression_training import train_regression
+    from tools.student.regression import RegressionConfig, RegressionStudent
+    from tools.student.regression_training import train_regression
 
     data, rows = _rows(rows_limit)
     with tempfile.TemporaryDirectory() as out:

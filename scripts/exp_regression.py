@@ -18,13 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tools.atomic import append_line  # noqa: E402
-from tools.dataset import load_dataset  # noqa: E402
-from tools.evaluate import evaluate, evaluate_baselines, format_table  # noqa: E402
-from tools.metrics import EvalReport  # noqa: E402
-from tools.paths import artifacts_dir  # noqa: E402
-from tools.regression_student import RegressionConfig, RegressionStudent  # noqa: E402
-from tools.regression_training import train_regression  # noqa: E402
+from tools.core.atomic import append_line  # noqa: E402
+from tools.core.paths import artifacts_dir  # noqa: E402
+from tools.data.dataset import load_dataset  # noqa: E402
+from tools.evaluation.harness import evaluate, evaluate_baselines, format_table  # noqa: E402
+from tools.evaluation.metrics import EvalReport  # noqa: E402
+from tools.student.regression import RegressionConfig, RegressionStudent  # noqa: E402
+from tools.student.regression_training import train_regression  # noqa: E402
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, object]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tools.dataset import load_dataset, write_jsonl  # noqa: E402
+from tools.data.dataset import load_dataset, write_jsonl  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 """A small MCP server for the agent tests: kotone's read-only domain tools (and two W&B-mirroring tools)
-served from recorded fixtures, with the same names, arguments and result shapes as tools.server.
+served from recorded fixtures, with the same names, arguments and result shapes as tools.mcp.server.
 
 In-process: `build_server(fixture)`. Over stdio: `python tests/agent_fixture_server.py FIXTURE.json`;
 over streamable HTTP: add `--http PORT` (127.0.0.1). Two probe tools let a test see what reached the
@@ -18,7 +18,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
-from tools.contracts import (
+from tools.core.contracts import (
     ChampionRecord,
     CycleHistoryEntry,
     EvalSnapshot,
@@ -27,7 +27,7 @@ from tools.contracts import (
     LearnabilitySlice,
     MetricSummary,
 )
-from tools.schema import DIMS
+from tools.core.schema import DIMS
 
 
 class Fixture(BaseModel):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.base_model import build_tiny_model
+from tools.student.base_model import build_tiny_model
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tools import base_model
-from tools.base_model import BaseModelError, load_base, resolve_base_model
-from tools.decoding import predict_one
+from tools.student import base_model
+from tools.student.base_model import BaseModelError, load_base, resolve_base_model
+from tools.student.decoding import predict_one
 
 
 def test_tiny_model_loads_with_the_real_tokenizer_and_chat_template(tiny_base_model: Path) -> None:

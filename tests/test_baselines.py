@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from tools.baselines import MedianBaseline, learnability
-from tools.dataset import REAL_DATA_DIR, load_dir
-from tools.evaluate import evaluate_baselines
-from tools.schema import ParamVector, SourceType, TrainingRow
+from tools.core.schema import ParamVector, SourceType, TrainingRow
+from tools.data.dataset import REAL_DATA_DIR, load_dir
+from tools.evaluation.baselines import MedianBaseline, learnability
+from tools.evaluation.harness import evaluate_baselines
 
 WORDS = ["storm", "lullaby", "parade", "candle", "engine", "meadow"]
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from tools.dataset import (
+from tools.core.schema import ParamVector, SourceType, TrainingRow
+from tools.data.dataset import (
     REAL_DATA_DIR,
     DatasetError,
     SplitLeakError,
@@ -13,7 +14,6 @@ from tools.dataset import (
     load_jsonl,
     write_jsonl,
 )
-from tools.schema import ParamVector, SourceType, TrainingRow
 
 GOOD = {
     "source_type": "request_text",
@@ -110,7 +110,7 @@ def test_hub_loader_reads_the_downloaded_jsonl_splits(tmp_path, monkeypatch):
     laid out like the published dataset (our own parsing of what it returns runs unchanged)."""
     import huggingface_hub
 
-    from tools.dataset import load_hub
+    from tools.data.dataset import load_hub
 
     data_dir = tmp_path / "snapshot" / "data" / "ft"
     data_dir.mkdir(parents=True)

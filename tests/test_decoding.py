@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tools.base_model import load_base
-from tools.decoding import (
+from tools.core.prompting import render_system_prompt
+from tools.core.schema import DIMS, ParamVector
+from tools.student.base_model import load_base
+from tools.student.decoding import (
     SkeletonTokens,
     StrictParseError,
     parse_strict,
@@ -18,9 +20,7 @@ from tools.decoding import (
     prompt_ids,
     skeleton_distributions,
 )
-from tools.prompting import render_system_prompt
-from tools.schema import DIMS, ParamVector
-from tools.student import Student
+from tools.student.generative import Student
 
 REQUESTS = [
     "A calm rainy evening piano piece for reading",

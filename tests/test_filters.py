@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from tools.contracts import AugmentationSpec
-from tools.dataset import load_dataset
-from tools.filters import REASONS, filter_augmented
-from tools.replay import paraphrase
-from tools.schema import ParamVector, SourceType, TrainingRow
-from tools.teacher import OfflineTeacher
+from tools.core.contracts import AugmentationSpec
+from tools.core.schema import ParamVector, SourceType, TrainingRow
+from tools.data.dataset import load_dataset
+from tools.data.filters import REASONS, filter_augmented
+from tools.data.replay import paraphrase
+from tools.data.teacher import OfflineTeacher
 
 
 @pytest.fixture(scope="module")

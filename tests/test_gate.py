@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from loop.gate import GateConfig, paired_bootstrap, run_gate
-from tools.metrics import build_report, score_row
-from tools.schema import ParamVector, Prediction, SourceType, TrainingRow
+from tools.core.schema import ParamVector, Prediction, SourceType, TrainingRow
+from tools.evaluation.metrics import build_report, score_row
 
 
 def _rows(n: int, seed: int = 0) -> list[TrainingRow]:

@@ -8,8 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from tools.dataset import SHIPPED_DATA_DIR, data_hash, load_dataset, load_dir, normalise_text
-from tools.generator import (
+from tools.core.schema import DIMS, SourceType
+from tools.data.dataset import SHIPPED_DATA_DIR, data_hash, load_dataset, load_dir, normalise_text
+from tools.data.generator import (
     DEFAULT_SEED,
     DEFAULT_SIZES,
     combine,
@@ -25,7 +26,6 @@ from tools.generator import (
     rule_target,
     to_target,
 )
-from tools.schema import DIMS, SourceType
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.guardrails import apply_guardrails, describe_ranges
-from tools.contracts import AugmentationSpec, CyclePlan, HParams
+from tools.core.contracts import AugmentationSpec, CyclePlan, HParams
 
 
 def plan(hparams: HParams | None = None, augmentation: AugmentationSpec | None = None, **fields) -> CyclePlan:

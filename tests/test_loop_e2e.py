@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.paths import PROJECT_ROOT, cache_dir
+from tools.core.paths import PROJECT_ROOT, cache_dir
 
 pytestmark = pytest.mark.slow
 

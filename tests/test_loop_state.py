@@ -68,7 +68,7 @@ def test_a_run_on_another_dataset_than_the_champions_is_refused_before_anything_
 ):
     from loop.registry import promote, register_candidate
     from loop.run import main
-    from tools.metrics import build_report
+    from tools.evaluation.metrics import build_report
 
     monkeypatch.setenv("KOTONE_ARTIFACTS", str(tmp_path / "artifacts"))
     report = build_report([], predictor="base", decoder="d", dataset="some-other-data/valid", data_hash="h")

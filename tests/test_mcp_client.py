@@ -28,8 +28,8 @@ from agent.mcp_client import (
 from agent.offline_planner import OfflinePlanner
 from agent.planner import PlanningContext
 from agent.transcript import SNAPSHOT_FILE, TRANSCRIPT_FILE, digest
-from tools.contracts import ChampionRecord, EvalSnapshot, HParams
-from tools.paths import PROJECT_ROOT
+from tools.core.contracts import ChampionRecord, EvalSnapshot, HParams
+from tools.core.paths import PROJECT_ROOT
 
 FIXTURE_SERVER = Path(__file__).with_name("agent_fixture_server.py")
 REAL_SERVER = PROJECT_ROOT / "tools" / "server.py"

@@ -16,9 +16,9 @@ from mcp import Client, StdioServerParameters
 from tracking_support import TRAIN_STEPS, LoggedRuns, log_runs, offline_tracking, tracking_env
 
 from loop.registry import metric_summary
-from tools.contracts import ChampionRecord, CycleHistoryEntry
-from tools.schema import DIMS
-from tools.server import build_server
+from tools.core.contracts import ChampionRecord, CycleHistoryEntry
+from tools.core.schema import DIMS
+from tools.mcp.server import build_server
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENTITY = {"entity_name": "local", "project_name": "kotone-loop"}

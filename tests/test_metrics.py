@@ -2,8 +2,8 @@
 
 import pytest
 
-from tools.metrics import build_report, score_row
-from tools.schema import ParamVector, Prediction, SourceType, TrainingRow
+from tools.core.schema import ParamVector, Prediction, SourceType, TrainingRow
+from tools.evaluation.metrics import build_report, score_row
 
 
 def _row(values, source=SourceType.rule_prompt):

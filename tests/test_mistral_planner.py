@@ -24,8 +24,8 @@ from agent.planner import (
     make_planner,
 )
 from agent.transcript import Transcript
-from tools.contracts import CyclePlan, EvalSnapshot, HParams
-from tools.paths import PROJECT_ROOT
+from tools.core.contracts import CyclePlan, EvalSnapshot, HParams
+from tools.core.paths import PROJECT_ROOT
 
 API_KEY = "test-dummy-key"
 REJECTED = HParams(learning_rate=2e-4, lora_r=16, lora_alpha=32, epochs=1.0)

@@ -11,7 +11,7 @@ from agent_fixture_server import Fixture, build_server, cycle_entry, failure, me
 from agent.mcp_client import McpEndpoint, child_environment, open_session
 from agent.offline_planner import OfflinePlanner
 from agent.planner import PlanningContext
-from tools.contracts import CyclePlan, EvalSnapshot, HParams, LearnabilitySlice
+from tools.core.contracts import CyclePlan, EvalSnapshot, HParams, LearnabilitySlice
 
 FIXTURE_SERVER = Path(__file__).with_name("agent_fixture_server.py")
 FLAT = [0.8] * 6

@@ -9,9 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tools.base_model import build_tiny_model
-from tools.contracts import HParams
-from tools.regression_student import (
+from tools.core.contracts import HParams
+from tools.core.schema import ParamVector, SourceType, TrainingRow
+from tools.student.base_model import build_tiny_model
+from tools.student.regression import (
     HEAD_FILE,
     SPEC_FILE,
     RegressionConfig,
@@ -20,8 +21,7 @@ from tools.regression_student import (
     format_input,
     learn_common_lines,
 )
-from tools.regression_training import CHECKPOINT_FILE, train_regression
-from tools.schema import ParamVector, SourceType, TrainingRow
+from tools.student.regression_training import CHECKPOINT_FILE, train_regression
 
 BOILERPLATE = "Make game music.\nSelected parts:"
 

@@ -9,11 +9,11 @@ import pytest
 from loop.registry import promote, register_candidate
 from loop.report import build_page
 from loop.stages import append_history
-from tools.atomic import atomic_write_json, atomic_write_text
-from tools.contracts import CycleHistoryEntry
-from tools.metrics import build_report, score_row
-from tools.paths import cycle_dir
-from tools.schema import ParamVector, Prediction, SourceType, TrainingRow
+from tools.core.atomic import atomic_write_json, atomic_write_text
+from tools.core.contracts import CycleHistoryEntry
+from tools.core.paths import cycle_dir
+from tools.core.schema import ParamVector, Prediction, SourceType, TrainingRow
+from tools.evaluation.metrics import build_report, score_row
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

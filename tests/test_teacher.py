@@ -15,14 +15,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from tools.contracts import AugmentationSpec
-from tools.dataset import load_dataset, normalise_text
-from tools.filters import filter_augmented
-from tools.generator import content_key, parse_request_choice, request_values, to_target
-from tools.metrics import RowResult
-from tools.replay import ReplayLeakError, hard_case_replay
-from tools.schema import DIMS, SourceType
-from tools.teacher import MistralTeacher, OfflineTeacher, TeacherError, make_teacher
+from tools.core.contracts import AugmentationSpec
+from tools.core.schema import DIMS, SourceType
+from tools.data.dataset import load_dataset, normalise_text
+from tools.data.filters import filter_augmented
+from tools.data.generator import content_key, parse_request_choice, request_values, to_target
+from tools.data.replay import ReplayLeakError, hard_case_replay
+from tools.data.teacher import MistralTeacher, OfflineTeacher, TeacherError, make_teacher
+from tools.evaluation.metrics import RowResult
 
 
 @pytest.fixture(scope="module")

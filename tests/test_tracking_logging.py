@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tracking_support import TRAIN_STEPS, LoggedRuns, log_runs, offline_tracking, tracking_env
 
-from tools.schema import DIMS
+from tools.core.schema import DIMS
 from tools.tracking.store import CallFilters, LocalTrackingStore, RunFilters, RunNotFoundError, open_store
 from tools.tracking.wandb_records import WandbLogError, find_run_logs, iter_record_bytes, read_offline_run
 

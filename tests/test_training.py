@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tools.base_model import load_tokenizer
-from tools.contracts import HParams
-from tools.decoding import SkeletonTokens
-from tools.schema import ParamVector, SourceType, TrainingRow
-from tools.student import Student
-from tools.training import (
+from tools.core.contracts import HParams
+from tools.core.schema import ParamVector, SourceType, TrainingRow
+from tools.student.base_model import load_tokenizer
+from tools.student.decoding import SkeletonTokens
+from tools.student.generative import Student
+from tools.student.generative_training import (
     RECORD_NAME,
     TrainConfig,
     encode_rows,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from tools.metrics import EvalReport, build_report, score_row
-from tools.schema import ParamVector, Prediction, TrainingRow
+from tools.core.schema import ParamVector, Prediction, TrainingRow
+from tools.evaluation.metrics import EvalReport, build_report, score_row
 
 TRAIN_STEPS = [
     {"step": s, "loss": round(2.0 / (s + 1), 6), "lr": 1e-3 * (1 - s / 8), "epoch": s / 8} for s in range(8)

@@ -1,0 +1,5 @@
+"""The capabilities the loop's agent calls through MCP, one subpackage each (lower layers never import
+upper ones): `core` < `data` < `evaluation`, `student` < `tracking` < `mcp`.
+
+The modules at this level are the commands: `python -m tools.server | tools.evaluate | tools.generator`.
+"""

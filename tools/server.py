@@ -1,71 +1,8 @@
-"""The kotone-loop MCP server: `python -m tools.server` (stdio) or `--http 127.0.0.1:PORT`.
+"""`python -m tools.server`: the command's code lives in `tools.mcp.server`."""
 
-Every tool is registered here, one module per capability; add a module to TOOL_MODULES to add tools.
-"""
+import sys
 
-from __future__ import annotations
-
-import argparse
-import importlib
-
-from mcp.server.mcpserver import MCPServer
-
-TOOL_MODULES = (
-    "tools.mcp_tools.wandb_tools",
-    "tools.mcp_tools.weave_tools",
-    "tools.mcp_tools.loop_tools",
-    "tools.mcp_tools.actions",
-)
-
-INSTRUCTIONS = (
-    "Evidence about the kotone-loop student model: W&B runs (training history, eval summaries with "
-    "eval/ keys), Weave evaluation traces (one Evaluation.predict_and_score call per validation row), "
-    "the champion, and the cycle history. Start with get_eval_snapshot_tool."
-)
-
-
-def build_server() -> MCPServer:
-    server = MCPServer("kotone-loop", instructions=INSTRUCTIONS, log_level="WARNING")
-    for module_name in TOOL_MODULES:
-        importlib.import_module(module_name).register(server)
-    return server
-
-
-def die_with_parent() -> None:
-    """Linux: end this server when the process that spawned it dies (a kill -9 of `loop.run` must not
-    leave a training job running that a later `--resume` would race with)."""
-    import ctypes
-    import signal
-    import sys
-
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-
-
-def _host_port(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
-        raise argparse.ArgumentTypeError("--http takes 127.0.0.1:PORT (the server only listens on loopback)")
-    return host, int(port)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tools.server", description=__doc__)
-    parser.add_argument(
-        "--http",
-        type=_host_port,
-        metavar="127.0.0.1:PORT",
-        help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio",
-    )
-    args = parser.parse_args(argv)
-    server = build_server()
-    if args.http:
-        host, port = args.http
-        server.run("streamable-http", host=host, port=port)
-    else:
-        die_with_parent()
-        server.run()
-
+from tools.mcp.server import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

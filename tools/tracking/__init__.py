@@ -1,6 +1,7 @@
 """Experiment tracking: W&B runs + Weave traces (offline by default), and reading them back.
 
-Heavy imports (wandb, weave) happen inside the functions that need them.
+Heavy imports (wandb, weave) happen inside the functions that need them. May import `tools.core` and
+`tools.evaluation.metrics` (the reports it logs).
 """
 
 from tools.tracking.env import TrackingSettings, configure_tracking, tracking_settings

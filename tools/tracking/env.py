@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from tools import paths
+from tools.core import paths
 
 DEFAULT_ENTITY = "local"
 DEFAULT_PROJECT = "kotone-loop"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.metrics import EvalReport
+from tools.evaluation.metrics import EvalReport
 from tools.tracking.wandb_logger import log_eval_run
 from tools.tracking.weave_logger import trace_evaluation
 

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tools.metrics import EvalReport, RowResult
-from tools.schema import DIMS
+from tools.core.schema import DIMS
+from tools.evaluation.metrics import EvalReport, RowResult
 from tools.tracking.env import TrackingSettings, configure_tracking
 from tools.tracking.wandb_records import has_exit_record
 

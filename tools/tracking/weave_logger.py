@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tools.metrics import EvalReport, RowResult
-from tools.schema import DIMS
+from tools.core.schema import DIMS
+from tools.evaluation.metrics import EvalReport, RowResult
 from tools.tracking.env import TrackingSettings, configure_tracking
 
 _client_lock = threading.Lock()

@@ -14,8 +14,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
 
-from tools.contracts import LearnabilitySlice
-from tools.schema import DIMS, Prediction, TrainingRow
+from tools.core.contracts import LearnabilitySlice
+from tools.core.schema import DIMS, Prediction, TrainingRow
 
 
 def _targets(rows: Sequence[TrainingRow]) -> np.ndarray:

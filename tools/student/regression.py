@@ -1,7 +1,7 @@
 """The regression student: a truncated base LM + LoRA on its upper kept layers + a head on the mean-pooled
 hidden state. No generation at all: one forward pass per request, the JSON is formatted from the six numbers.
 
-Layout of a student folder (written by `tools.regression_training.train_regression`):
+Layout of a student folder (written by `tools.student.regression_training.train_regression`):
     regression_student.json   `StudentSpec`: the config, the learned input filter, target scaling
     adapter/                  the peft LoRA adapter (`save_pretrained`) on the truncated trunk
     head.safetensors          the head's weights
@@ -19,8 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.contracts import HParams
-from tools.schema import DIMS, SCALE_MAX, SCALE_MIN, ParamVector, Prediction, TrainingRow
+from tools.core.contracts import HParams
+from tools.core.schema import DIMS, SCALE_MAX, SCALE_MIN, ParamVector, Prediction, TrainingRow
 
 SPEC_FILE = "regression_student.json"
 ADAPTER_DIR = "adapter"
@@ -285,7 +285,7 @@ class RegressionStudent:
         from peft import PeftModel
         from safetensors.torch import load_file
 
-        from tools.base_model import load_base
+        from tools.student.base_model import load_base
 
         student_dir = Path(student_dir)
         spec = StudentSpec.model_validate_json((student_dir / SPEC_FILE).read_text())

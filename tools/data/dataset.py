@@ -15,9 +15,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from tools.schema import DIMS, ParamVector, TrainingRow
+from tools.core.paths import PROJECT_ROOT
+from tools.core.schema import DIMS, ParamVector, TrainingRow
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_DATA_DIR = PROJECT_ROOT / "data" / "kotone"
 REAL_DATA_DIR = PROJECT_ROOT.parent / "shared" / "kotone-ft"
 HUB_DATASET_ID = "Haruk1y/atelier-kotone-ft-request-hidden"
@@ -92,7 +92,7 @@ def load_jsonl(path: str | os.PathLike[str]) -> list[TrainingRow]:
 
 def row_to_record(row: TrainingRow) -> dict:
     """The kotone-ft on-disk format (with the chat messages), plus our `origin` tag."""
-    from tools.prompting import render_system_prompt
+    from tools.core.prompting import render_system_prompt
 
     return {
         "source_type": row.source_type.value,
@@ -109,7 +109,7 @@ def row_to_record(row: TrainingRow) -> dict:
 
 def write_jsonl(path: str | os.PathLike[str], rows: Iterable[TrainingRow]) -> None:
     """Atomic write (temp file + rename) of rows in the kotone-ft format."""
-    from tools.atomic import atomic_write_text
+    from tools.core.atomic import atomic_write_text
 
     text = "".join(json.dumps(row_to_record(r), ensure_ascii=False) + "\n" for r in rows)
     atomic_write_text(Path(path), text)

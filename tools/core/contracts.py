@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.schema import DIMS
+from tools.core.schema import DIMS
 
 Dim = Literal["energy", "warmth", "brightness", "acousticness", "complexity", "nostalgia"]
 assert tuple(Dim.__args__) == DIMS  # type: ignore[attr-defined]

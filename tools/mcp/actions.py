@@ -12,8 +12,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from tools.contracts import ChampionRecord, LearnabilitySlice
-from tools.mcp_tools.safety import READ_ONLY, add_tools
+from tools.core.contracts import ChampionRecord, LearnabilitySlice
+from tools.mcp.safety import READ_ONLY, add_tools
 
 ACTION = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)
 Cycle = Annotated[

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tools.base_model import BUNDLED, BUNDLED_NAME, load_base
-from tools.decoding import GenerativeDecoder, predict_batch, predict_one
-from tools.schema import Prediction
+from tools.core.schema import Prediction
+from tools.student.base_model import BUNDLED, BUNDLED_NAME, load_base
+from tools.student.decoding import GenerativeDecoder, predict_batch, predict_one
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

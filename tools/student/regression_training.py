@@ -22,9 +22,10 @@ from pathlib import Path
 from pydantic import BaseModel
 from tqdm import tqdm
 
-from tools.atomic import atomic_write_json
-from tools.dataset import data_hash
-from tools.regression_student import (
+from tools.core.atomic import atomic_write_json
+from tools.core.schema import DIMS, SCALE_MIN, TrainingRow
+from tools.data.dataset import data_hash
+from tools.student.regression import (
     ADAPTER_DIR,
     HEAD_FILE,
     N_LEVELS,
@@ -42,7 +43,6 @@ from tools.regression_student import (
     target_scaling,
     truncate_trunk,
 )
-from tools.schema import DIMS, SCALE_MIN, TrainingRow
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # Knobs that change neither the optimisation nor its result: a checkpoint stays valid when they differ.
@@ -204,7 +204,7 @@ def train_regression(
     from peft import LoraConfig, get_peft_model
     from transformers import get_cosine_schedule_with_warmup
 
-    from tools.base_model import load_base
+    from tools.student.base_model import load_base
 
     if not rows:
         raise ValueError("train_regression needs at least one training row")

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.atomic import atomic_write_json
-from tools.base_model import load_base
-from tools.contracts import HParams
-from tools.dataset import data_hash
-from tools.decoding import SkeletonTokens, prompt_ids
-from tools.schema import TrainingRow
+from tools.core.atomic import atomic_write_json
+from tools.core.contracts import HParams
+from tools.core.schema import TrainingRow
+from tools.data.dataset import data_hash
+from tools.student.base_model import load_base
+from tools.student.decoding import SkeletonTokens, prompt_ids
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

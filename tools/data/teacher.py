@@ -6,7 +6,7 @@
 - `MistralTeacher`: `chat.parse` with a pydantic batch schema against any Mistral-compatible server,
   a jinja2 prompt with a few TRAIN examples, tenacity retries on 429/5xx/transport errors and a token budget.
 
-Rows are returned unfiltered: run them through `tools.filters.filter_augmented` before training.
+Rows are returned unfiltered: run them through `tools.data.filters.filter_augmented` before training.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from tools.contracts import AugmentationSpec
-from tools.dataset import normalise_text
-from tools.generator import (
+from tools.core.contracts import AugmentationSpec
+from tools.core.prompting import render
+from tools.core.schema import DIMS, SCALE_MAX, SCALE_MIN, ParamVector, SourceType, TrainingRow
+from tools.data.dataset import normalise_text
+from tools.data.generator import (
     Choice,
     load_lexicon,
     render_request,
@@ -31,8 +33,6 @@ from tools.generator import (
     sample_request_choice,
     to_target,
 )
-from tools.prompting import render
-from tools.schema import DIMS, SCALE_MAX, SCALE_MIN, ParamVector, SourceType, TrainingRow
 
 FULL_RANGE: list[int] = list(range(SCALE_MIN, SCALE_MAX + 1))
 
@@ -364,7 +364,7 @@ def make_teacher(config: Any, train: Sequence[TrainingRow] | None = None) -> Tea
     if choice != "mistral":
         raise ValueError(f"unknown teacher {choice!r} (offline, mistral, none or auto)")
     if train is None:
-        from tools.dataset import load_dataset
+        from tools.data.dataset import load_dataset
 
         train = load_dataset(config.data).train
     return MistralTeacher(

@@ -14,7 +14,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
-from tools.mcp_tools.safety import add_tools
+from tools.mcp.safety import add_tools
 from tools.tracking.store import RunFilters, RunInfo, open_store
 
 MAX_HISTORY_ROWS = 2000

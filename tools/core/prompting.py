@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import jinja2
 
-from tools.schema import DIMS
+from tools.core.paths import PROJECT_ROOT
+from tools.core.schema import DIMS
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = PROJECT_ROOT / "prompts"
 
 
 @lru_cache(maxsize=1)

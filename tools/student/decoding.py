@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from tools.prompting import render_system_prompt
-from tools.schema import DIMS, SCALE_MAX, SCALE_MIN, ParamVector, Prediction
+from tools.core.prompting import render_system_prompt
+from tools.core.schema import DIMS, SCALE_MAX, SCALE_MIN, ParamVector, Prediction
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

@@ -17,8 +17,8 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
-from tools.contracts import HParams
-from tools.schema import Prediction, TrainingRow
+from tools.core.contracts import HParams
+from tools.core.schema import Prediction, TrainingRow
 
 StudentKind = Literal["regression", "generative"]
 
@@ -37,7 +37,7 @@ class ServingStudent(Protocol):
 
 
 def student_kind(student_dir: Path) -> StudentKind:
-    from tools.regression_student import SPEC_FILE
+    from tools.student.regression import SPEC_FILE
 
     if (student_dir / SPEC_FILE).is_file():
         return "regression"
@@ -48,7 +48,7 @@ def student_kind(student_dir: Path) -> StudentKind:
 
 class _Generative:
     def __init__(self, base_model: str, adapter_dir: Path | None) -> None:
-        from tools.student import Student
+        from tools.student.generative import Student
 
         self._student = Student.load(base_model, adapter_dir)
         self.name = self._student.name
@@ -67,7 +67,7 @@ class _Regression:
     decoder = "regression"
 
     def __init__(self, base_model: str, student_dir: Path) -> None:
-        from tools.regression_student import RegressionStudent
+        from tools.student.regression import RegressionStudent
 
         self._student = RegressionStudent.load(base_model, student_dir)
         self.name = self._student.name
@@ -114,8 +114,8 @@ def train_student(
 ) -> BaseModel:
     """Train a student of `kind` with the planner's hyperparameters; resumes from `output_dir`'s checkpoint."""
     if kind == "regression":
-        from tools.regression_student import RegressionConfig
-        from tools.regression_training import train_regression
+        from tools.student.regression import RegressionConfig
+        from tools.student.regression_training import train_regression
 
         config = RegressionConfig.from_hparams(
             hparams,
@@ -132,7 +132,7 @@ def train_student(
             on_step=(lambda step, loss: on_step({"step": step, "loss": loss})) if on_step else None,
             progress=progress,
         )
-    from tools.training import TrainConfig, train_lora
+    from tools.student.generative_training import TrainConfig, train_lora
 
     config = TrainConfig.from_hparams(
         hparams,

@@ -25,9 +25,9 @@ import numpy as np
 from pydantic import BaseModel
 from scipy import sparse
 
-from tools.dataset import DatasetError, normalise_text, parse_record
-from tools.generator import content_key, load_catalogue, load_lexicon
-from tools.schema import TrainingRow
+from tools.core.schema import TrainingRow
+from tools.data.dataset import DatasetError, normalise_text, parse_record
+from tools.data.generator import content_key, load_catalogue, load_lexicon
 
 REASONS: tuple[str, ...] = (
     "schema_range",

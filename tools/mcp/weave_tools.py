@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
-from tools.mcp_tools.safety import add_tools
-from tools.mcp_tools.wandb_tools import EntityName, ProjectName
+from tools.mcp.safety import add_tools
+from tools.mcp.wandb_tools import EntityName, ProjectName
 from tools.tracking.store import CallFilters, TraceCall, open_store
 from tools.tracking.trace_db import op_short_name
 

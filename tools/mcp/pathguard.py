@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools import paths
+from tools.core import paths
 
 
 class PathOutsideArtifactsError(ValueError):

@@ -9,11 +9,11 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field, ValidationError
 
-from tools import paths
-from tools.contracts import ChampionRecord, CycleHistoryEntry, EvalSnapshot, FailureCase, MetricSummary
-from tools.mcp_tools.pathguard import confine
-from tools.mcp_tools.safety import add_tools
-from tools.schema import DIMS
+from tools.core import paths
+from tools.core.contracts import ChampionRecord, CycleHistoryEntry, EvalSnapshot, FailureCase, MetricSummary
+from tools.core.schema import DIMS
+from tools.mcp.pathguard import confine
+from tools.mcp.safety import add_tools
 from tools.tracking.store import RunFilters, RunInfo, TableNotFoundError, TrackingStore, open_store
 from tools.tracking.wandb_logger import FAILURES_TABLE_KEY
 

@@ -11,7 +11,7 @@ from collections import Counter
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.schema import DIMS, Prediction, ServedBy, TrainingRow
+from tools.core.schema import DIMS, Prediction, ServedBy, TrainingRow
 
 SCALE = 10.0
 

@@ -15,17 +15,17 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 
-from tools.dataset import normalise_text
-from tools.generator import (
+from tools.core.schema import ParamVector, SourceType, TrainingRow
+from tools.data.dataset import normalise_text
+from tools.data.generator import (
     load_catalogue,
     load_lexicon,
     parse_request_choice,
     parse_rule_parts,
     render_request,
 )
-from tools.generator import render_rule_prompt as render_rule
-from tools.metrics import RowResult
-from tools.schema import ParamVector, SourceType, TrainingRow
+from tools.data.generator import render_rule_prompt as render_rule
+from tools.evaluation.metrics import RowResult
 
 Failure = RowResult | TrainingRow | tuple[str, Sequence[int]]
 ATTEMPTS_PER_COPY = 12

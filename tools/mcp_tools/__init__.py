@@ -1,1 +1,0 @@
-"""MCP tools grouped by capability; each module exposes `register(server)` (see tools/server.py)."""
