@@ -1,4 +1,5 @@
-"""The planner interface, the evidence every planner reads through MCP tools, and the backend choice.
+"""The planner interface and the evidence every planner reads through MCP tools (the backend choice is
+`agent.backends`).
 
 A planner gets an open `ToolSession`, the cycle number and a `PlanningContext` (what the loop knows that
 is not read through tools: defaults and limits) and returns a `CyclePlan` that has been through the
@@ -8,8 +9,7 @@ so every number a plan rests on is in the cycle's `mcp_eval_snapshot.json`.
 
 from __future__ import annotations
 
-import os
-from typing import Literal, Protocol
+from typing import Protocol
 
 from pydantic import BaseModel, Field, TypeAdapter
 
@@ -67,10 +67,6 @@ class Planner(Protocol):
 
 class EvidenceUnavailable(RuntimeError):
     """The MCP endpoint lacks the domain tools a planner needs."""
-
-
-class PlannerConfigError(RuntimeError):
-    """The planner backend cannot run as configured."""
 
 
 class Evidence(BaseModel):
@@ -143,38 +139,3 @@ class MistralPlannerConfig(BaseModel):
     max_tool_result_chars: int = Field(
         12_000, description="longer tool results are cut before the model sees them"
     )
-
-
-class PlannerConfig(BaseModel):
-    backend: Literal["auto", "offline", "mistral"] = Field(
-        "auto", description="auto: mistral when the API key env var is set, else offline"
-    )
-    mistral: MistralPlannerConfig = Field(default_factory=MistralPlannerConfig)
-
-    @classmethod
-    def from_env(cls) -> PlannerConfig:
-        """`KOTONE_PLANNER` (auto|offline|mistral), `MISTRAL_MODEL`, `MISTRAL_SERVER_URL`."""
-        mistral = MistralPlannerConfig()
-        if model := os.environ.get("MISTRAL_MODEL"):
-            mistral.model = model
-        if server_url := os.environ.get("MISTRAL_SERVER_URL"):
-            mistral.server_url = server_url
-        return cls(backend=os.environ.get("KOTONE_PLANNER", "auto"), mistral=mistral)  # type: ignore[arg-type]
-
-
-def make_planner(config: PlannerConfig | None = None) -> Planner:
-    """The configured backend; `auto` picks Mistral only when its API key is in the environment."""
-    from agent.offline_planner import OfflinePlanner
-
-    config = config or PlannerConfig.from_env()
-    backend = config.backend
-    if backend == "auto":
-        backend = "mistral" if os.environ.get(config.mistral.api_key_env) else "offline"
-    if backend == "offline":
-        return OfflinePlanner()
-    from agent.mistral_planner import MistralPlanner
-
-    api_key = os.environ.get(config.mistral.api_key_env)
-    if not api_key:
-        raise PlannerConfigError(f"planner backend 'mistral' needs ${config.mistral.api_key_env} to be set")
-    return MistralPlanner(config.mistral, api_key=api_key)

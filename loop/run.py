@@ -139,7 +139,8 @@ async def read_snapshot(session: Any) -> None:
 
 async def run_cycle(session: Any, cycle: int, config: LoopConfig) -> str:
     """Run (or resume) one cycle; returns its verdict."""
-    from agent.planner import PlannerConfig, PlanningContext, make_planner
+    from agent.backends import PlannerConfig, make_planner
+    from agent.planner import PlanningContext
     from agent.transcript import Transcript
 
     out = cycle_dir(cycle)

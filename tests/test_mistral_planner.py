@@ -13,16 +13,11 @@ import pytest
 from agent_fixture_server import Fixture, build_server, cycle_entry, failure, metrics
 from fake_mistral_server import FakeMistralServer, completion, http_error
 
+from agent.backends import PlannerConfig, PlannerConfigError, make_planner
 from agent.mcp_client import McpEndpoint, open_session
 from agent.mistral_planner import MistralPlanner
 from agent.offline_planner import OfflinePlanner
-from agent.planner import (
-    MistralPlannerConfig,
-    PlannerConfig,
-    PlannerConfigError,
-    PlanningContext,
-    make_planner,
-)
+from agent.planner import MistralPlannerConfig, PlanningContext
 from agent.transcript import Transcript
 from tools.core.contracts import CyclePlan, EvalSnapshot, HParams
 from tools.core.paths import PROJECT_ROOT

@@ -1,0 +1,53 @@
+"""Which planner backend runs: `PlannerConfig` (every knob, peft-style) and `make_planner`.
+
+Lives apart from `agent.planner` so that the backends (`offline_planner`, `mistral_planner`) can import the
+shared planner pieces without this factory importing them back.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from agent.planner import MistralPlannerConfig, Planner
+
+
+class PlannerConfigError(RuntimeError):
+    """The planner backend cannot run as configured."""
+
+
+class PlannerConfig(BaseModel):
+    backend: Literal["auto", "offline", "mistral"] = Field(
+        "auto", description="auto: mistral when the API key env var is set, else offline"
+    )
+    mistral: MistralPlannerConfig = Field(default_factory=MistralPlannerConfig)
+
+    @classmethod
+    def from_env(cls) -> PlannerConfig:
+        """`KOTONE_PLANNER` (auto|offline|mistral), `MISTRAL_MODEL`, `MISTRAL_SERVER_URL`."""
+        mistral = MistralPlannerConfig()
+        if model := os.environ.get("MISTRAL_MODEL"):
+            mistral.model = model
+        if server_url := os.environ.get("MISTRAL_SERVER_URL"):
+            mistral.server_url = server_url
+        return cls(backend=os.environ.get("KOTONE_PLANNER", "auto"), mistral=mistral)  # type: ignore[arg-type]
+
+
+def make_planner(config: PlannerConfig | None = None) -> Planner:
+    """The configured backend; `auto` picks Mistral only when its API key is in the environment."""
+    from agent.offline_planner import OfflinePlanner
+
+    config = config or PlannerConfig.from_env()
+    backend = config.backend
+    if backend == "auto":
+        backend = "mistral" if os.environ.get(config.mistral.api_key_env) else "offline"
+    if backend == "offline":
+        return OfflinePlanner()
+    from agent.mistral_planner import MistralPlanner
+
+    api_key = os.environ.get(config.mistral.api_key_env)
+    if not api_key:
+        raise PlannerConfigError(f"planner backend 'mistral' needs ${config.mistral.api_key_env} to be set")
+    return MistralPlanner(config.mistral, api_key=api_key)
