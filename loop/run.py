@@ -23,15 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from loop.config import DEFAULT_HPARAMS, LoopConfig, load_config
+from loop.stages.calls import act
+from loop.stages.snapshot import read_snapshot
 from loop.state import STAGES, CycleState, LoopLocked, RunLock, now_iso
 from tools.core.paths import cycle_dir, loop_dir
 
 log = logging.getLogger("kotone.loop")
 ACTION_TIMEOUT_S = 6 * 3600.0
-
-
-class StageFailed(RuntimeError):
-    """An action tool returned an error; the cycle stops here and can be resumed."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -88,53 +86,11 @@ def config_from_args(args: argparse.Namespace) -> LoopConfig:
     return config.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
-def _result(record: Any, stage: str) -> Any:
-    if record.is_error:
-        raise StageFailed(f"stage {stage}: tool {record.name} failed: {record.error}")
-    return record.result
-
-
-async def _act(session: Any, stage: str, tool: str, arguments: dict[str, Any]) -> Any:
-    log.info("[%s] tools/call %s %s", stage, tool, json.dumps(arguments))
-    return _result(await session.call_tool(tool, arguments), stage)
-
-
 async def bootstrap(session: Any) -> None:
     print("cycle 0: evaluating the base model and the baselines on the validation split", flush=True)
-    champion = await _act(session, "bootstrap", "bootstrap_champion_tool", {})
+    champion = await act(session, "bootstrap", "bootstrap_champion_tool", {})
     metrics = champion["metrics"]
     print(f"cycle 0: base model is champion (vector_mae {metrics['vector_mae']:.3f})", flush=True)
-
-
-async def read_snapshot(session: Any) -> None:
-    """The evidence of the champion, read the way an analyst would through the W&B / Weave tools:
-    domain snapshot, history, the champion's runs (summary + config), its training curve, the latest
-    Weave evaluations."""
-    from tools.tracking import tracking_settings
-
-    settings = tracking_settings()
-    project = {"entity_name": settings.entity, "project_name": settings.project}
-    await session.list_tools()
-    champion = await _act(session, "snapshot", "get_champion_tool", {})
-    await _act(session, "snapshot", "get_eval_snapshot_tool", {})
-    await _act(session, "snapshot", "get_cycle_history_tool", {})
-    if champion is None:
-        return
-    runs = await _act(
-        session,
-        "snapshot",
-        "query_wandb_tool",
-        {**project, "filters": {"group": f"cycle_{champion['cycle']}"}, "include": ["summary", "config"]},
-    )
-    for run in runs.get("items", []):
-        if run.get("job_type") == "train":
-            await _act(
-                session,
-                "snapshot",
-                "get_run_history_tool",
-                {**project, "run_id": run["id"], "keys": ["loss"]},
-            )
-    await _act(session, "snapshot", "summarize_evaluation_tool", {**project, "max_evals": 3})
 
 
 async def run_cycle(session: Any, cycle: int, config: LoopConfig) -> str:
@@ -165,7 +121,7 @@ async def run_cycle(session: Any, cycle: int, config: LoopConfig) -> str:
             await read_snapshot(session)
             session.transcript.write(out)
         elif stage == "diagnose":
-            diagnosis = await _act(session, stage, "diagnose_failures_tool", {"cycle": cycle})
+            diagnosis = await act(session, stage, "diagnose_failures_tool", {"cycle": cycle})
             weakest = ", ".join(f"{w['dim']} {w['champion_mae']:.2f}" for w in diagnosis["weak_dims"][:3])
             print(f"cycle {cycle}: weakest dims {weakest}", flush=True)
         elif stage == "plan":
@@ -188,23 +144,23 @@ async def run_cycle(session: Any, cycle: int, config: LoopConfig) -> str:
                 flush=True,
             )
         elif stage == "augment":
-            summary = await _act(session, stage, "augment_training_data_tool", {"cycle": cycle})
+            summary = await act(session, stage, "augment_training_data_tool", {"cycle": cycle})
             print(
                 f"cycle {cycle}: augmentation kept {summary['n_kept']} of "
                 f"{summary['n_generated'] + summary['n_replay']}; training on {summary['train_rows']} rows",
                 flush=True,
             )
         elif stage == "train":
-            summary = await _act(session, stage, "train_candidate_tool", {"cycle": cycle})
+            summary = await act(session, stage, "train_candidate_tool", {"cycle": cycle})
             print(
                 f"cycle {cycle}: trained {summary['steps']} steps, final loss {summary['final_loss']:.4f}",
                 flush=True,
             )
         elif stage == "evaluate":
-            metrics = await _act(session, stage, "evaluate_candidate_tool", {"cycle": cycle})
+            metrics = await act(session, stage, "evaluate_candidate_tool", {"cycle": cycle})
             print(f"cycle {cycle}: candidate vector_mae {metrics['vector_mae']:.3f}", flush=True)
         elif stage == "gate":
-            gate = await _act(session, stage, "run_gate_tool", {"cycle": cycle})
+            gate = await act(session, stage, "run_gate_tool", {"cycle": cycle})
             failed = [c["name"] for c in gate["checks"] if not c["passed"]]
             print(
                 f"cycle {cycle}: gate {'PASS' if gate['promoted'] else 'FAIL: ' + ', '.join(failed)}",
@@ -212,7 +168,7 @@ async def run_cycle(session: Any, cycle: int, config: LoopConfig) -> str:
             )
         elif stage == "log":
             wall = round(time.perf_counter() - started, 1)
-            await _act(
+            await act(
                 session,
                 stage,
                 "write_decision_log_tool",
@@ -246,7 +202,7 @@ def cycle_table(decision: dict[str, Any]) -> str:
 
 
 def _record_crash(cycle: int, error: BaseException) -> None:
-    from loop.stages import append_history
+    from loop.history import append_history
     from tools.core.contracts import CycleHistoryEntry
 
     state = CycleState.load_or_new(cycle_dir(cycle), cycle)
@@ -367,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                 champion = rollback(args.rollback)
                 print(f"champion restored: cycle {champion.cycle} ({champion.student_path or 'base model'})")
                 return 0
-            from loop.stages import save_config
+            from loop.stages.inputs import save_config
 
             save_config(config)
             return asyncio.run(run(args, config))

@@ -6,9 +6,9 @@ import subprocess
 import numpy as np
 import pytest
 
+from loop.history import append_history
 from loop.registry import promote, register_candidate
 from loop.report import build_page
-from loop.stages import append_history
 from tools.core.atomic import atomic_write_json, atomic_write_text
 from tools.core.contracts import CycleHistoryEntry
 from tools.core.paths import cycle_dir

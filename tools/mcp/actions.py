@@ -1,4 +1,4 @@
-"""Action tools: the loop's stages as MCP tools (thin wrappers over loop/stages.py).
+"""Action tools: the loop's stages as MCP tools (thin wrappers over the `loop.stages` modules).
 
 Each takes the cycle number, reads the loop config the run saved (artifacts/loop/config.json) and the
 files earlier stages wrote, and returns a small JSON-able summary. Errors come back as MCP tool errors.
@@ -23,7 +23,8 @@ Cycle = Annotated[
 
 def bootstrap_champion_tool() -> ChampionRecord:
     """Cycle 0: evaluate the base model and the baselines on the validation split; the base becomes champion."""
-    from loop.stages import bootstrap_champion, load_loop_config
+    from loop.stages.bootstrap import bootstrap_champion
+    from loop.stages.inputs import load_loop_config
 
     return bootstrap_champion(load_loop_config())
 
@@ -31,7 +32,8 @@ def bootstrap_champion_tool() -> ChampionRecord:
 def diagnose_failures_tool(cycle: Cycle) -> dict[str, Any]:
     """Weak dims of the champion (per-dim MAE vs the ridge baseline, failures off by 2+) and learnability
     slices of the training data; also written to the cycle's mcp_decision_input.json."""
-    from loop.stages import diagnose, load_loop_config
+    from loop.stages.diagnose import diagnose
+    from loop.stages.inputs import load_loop_config
 
     return diagnose(cycle, load_loop_config())
 
@@ -39,14 +41,16 @@ def diagnose_failures_tool(cycle: Cycle) -> dict[str, Any]:
 def get_learnability_tool() -> list[LearnabilitySlice]:
     """Per (source type, dim): 5-fold CV MAE on train of TF-IDF+ridge vs the constant; `learnable` marks
     slices where a model beats the constant (the rest look like label noise)."""
-    from loop.stages import cached_learnability, load_loop_config
+    from loop.stages.diagnose import cached_learnability
+    from loop.stages.inputs import load_loop_config
 
     return cached_learnability(load_loop_config())
 
 
 def augment_training_data_tool(cycle: Cycle) -> dict[str, Any]:
     """Teacher pairs for the plan's focus dims + hard-case replay, filtered; writes the cycle's train set."""
-    from loop.stages import augment, load_loop_config
+    from loop.stages.augment import augment
+    from loop.stages.inputs import load_loop_config
 
     return augment(cycle, load_loop_config()).model_dump()
 
@@ -54,21 +58,24 @@ def augment_training_data_tool(cycle: Cycle) -> dict[str, Any]:
 def train_candidate_tool(cycle: Cycle) -> dict[str, Any]:
     """Train the cycle's candidate from the base model with the plan's hyperparameters (resumes from the
     last checkpoint if a previous attempt was killed); logged to W&B."""
-    from loop.stages import load_loop_config, train
+    from loop.stages.candidate import train
+    from loop.stages.inputs import load_loop_config
 
     return train(cycle, load_loop_config())
 
 
 def evaluate_candidate_tool(cycle: Cycle) -> dict[str, Any]:
     """Evaluate the candidate on the frozen validation split; metrics to W&B, rows to Weave."""
-    from loop.stages import evaluate_candidate, load_loop_config
+    from loop.stages.candidate import evaluate_candidate
+    from loop.stages.inputs import load_loop_config
 
     return evaluate_candidate(cycle, load_loop_config())
 
 
 def run_gate_tool(cycle: Cycle) -> dict[str, Any]:
     """The numeric promotion gate, candidate vs champion on the same rows; writes gate.json."""
-    from loop.stages import gate, load_loop_config
+    from loop.stages.decide import gate
+    from loop.stages.inputs import load_loop_config
 
     return gate(cycle, load_loop_config()).model_dump()
 
@@ -78,7 +85,8 @@ def write_decision_log_tool(
 ) -> dict[str, Any]:
     """Apply the gate's verdict (promote or keep the champion), write decision_log.md / decision.json and
     the history line."""
-    from loop.stages import load_loop_config, log_decision
+    from loop.stages.decide import log_decision
+    from loop.stages.inputs import load_loop_config
 
     record = log_decision(cycle, load_loop_config(), started_at, wall_s)
     return {"verdict": record.verdict, "champion_cycle": record.champion_after.cycle}
