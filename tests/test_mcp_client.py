@@ -255,7 +255,7 @@ def test_endpoint_config_for_the_hosted_wandb_server_and_its_guards(monkeypatch:
 
 
 @pytest.mark.skipif(
-    not REAL_SERVER.exists(), reason="tools/server.py (the project's MCP server) not there yet"
+    not REAL_SERVER.exists(), reason="tools/mcp/server.py (the project's MCP server) not there yet"
 )
 def test_the_real_server_over_stdio_serves_the_evidence_the_offline_planner_decides_from(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -239,7 +239,7 @@ def test_make_planner_picks_mistral_only_with_an_api_key(monkeypatch: pytest.Mon
 
 @pytest.mark.skipif(
     not (PROJECT_ROOT / "tools" / "server.py").exists(),
-    reason="tools/server.py (the project's MCP server) not there yet",
+    reason="tools/mcp/server.py (the project's MCP server) not there yet",
 )
 def test_against_the_real_server_only_read_only_tools_are_offered_and_the_transcript_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -22,7 +22,6 @@ from tools.data.filters import filter_augmented
 from tools.data.generator import content_key, parse_request_choice, request_values, to_target
 from tools.data.replay import ReplayLeakError, hard_case_replay
 from tools.data.teacher import MistralTeacher, OfflineTeacher, TeacherError, make_teacher
-from tools.evaluation.metrics import RowResult
 
 
 @pytest.fixture(scope="module")
@@ -289,29 +288,14 @@ def test_mistral_teacher_needs_a_key(monkeypatch, shipped):
 # --- hard-case replay ----------------------------------------------------------------------------
 
 
-def row_result(row, index: int = 0, error: float = 3.0) -> RowResult:
-    return RowResult(
-        index=index,
-        request_text=row.request_text,
-        source_type=row.source_type.value,
-        target=row.target.as_list(),
-        prediction=[5.0] * 6,
-        json_valid=True,
-        served_by="model",
-        latency_ms=1.0,
-        abs_error=[error] * 6,
-        abs_error_rounded=[error] * 6,
-    )
-
-
 def test_replay_refuses_rows_from_any_protected_split(shipped):
-    failures = [row_result(shipped.train[0]), row_result(shipped.test[3])]
+    failures = [shipped.train[0], shipped.test[3]]
     with pytest.raises(ReplayLeakError, match="test"):
         hard_case_replay(failures, 4, seed=0, protected={"valid": shipped.valid, "test": shipped.test})
 
 
 def test_replay_paraphrases_train_failures_with_targets_and_content_unchanged(shipped):
-    failures = [row_result(r, i) for i, r in enumerate(shipped.train[:6])]
+    failures = shipped.train[:6]
     copies = hard_case_replay(failures, 12, seed=2, protected={"valid": shipped.valid, "test": shipped.test})
     assert len(copies) == 12
     originals = {r.request_text: r for r in shipped.train[:6]}
@@ -338,7 +322,7 @@ def test_replay_is_deterministic_and_rewords_foreign_text():
 
 
 def test_replay_copies_pass_the_filters_against_train_but_never_leak(shipped):
-    failures = [row_result(r, i) for i, r in enumerate(shipped.train[:30])]
+    failures = shipped.train[:30]
     copies = hard_case_replay(failures, 45, seed=5, protected={"valid": shipped.valid, "test": shipped.test})
     kept, report = filter_augmented(
         copies, train=shipped.train, protected={"valid": shipped.valid, "test": shipped.test}

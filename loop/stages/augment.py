@@ -64,7 +64,10 @@ def augment(cycle: int, config: LoopConfig) -> AugmentSummary:
         )
         worst = sorted((r for r in train_report.rows if r.scored), key=lambda r: -(r.mae or 0))
         replay = hard_case_replay(
-            worst, n_replay, seed=config.seed + cycle, protected={"valid": data.valid, "test": data.test}
+            [sample[r.index] for r in worst],
+            n_replay,
+            seed=config.seed + cycle,
+            protected={"valid": data.valid, "test": data.test},
         )
     kept, report = filter_augmented(
         generated + replay, train=base_train, protected={"valid": data.valid, "test": data.test}

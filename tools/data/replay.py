@@ -25,9 +25,8 @@ from tools.data.generator import (
     render_request,
 )
 from tools.data.generator import render_rule_prompt as render_rule
-from tools.evaluation.metrics import RowResult
 
-Failure = RowResult | TrainingRow | tuple[str, Sequence[int]]
+Failure = TrainingRow | tuple[str, Sequence[int]]
 ATTEMPTS_PER_COPY = 12
 
 
@@ -38,11 +37,8 @@ class ReplayLeakError(ValueError):
 def _as_row(failure: Failure) -> TrainingRow:
     if isinstance(failure, TrainingRow):
         return failure
-    if isinstance(failure, RowResult):
-        text, target, source = failure.request_text, failure.target, SourceType(failure.source_type)
-    else:
-        text, target = failure
-        source = SourceType.rule_prompt if parse_rule_parts(text) else SourceType.request_text
+    text, target = failure
+    source = SourceType.rule_prompt if parse_rule_parts(text) else SourceType.request_text
     return TrainingRow(request_text=text, source_type=source, target=ParamVector.from_list(list(target)))
 
 
@@ -100,7 +96,7 @@ def hard_case_replay(
 ) -> list[TrainingRow]:
     """Up to n paraphrased copies, round-robin over `failures` in the order given (worst first).
 
-    RowResults are ordered by the caller (e.g. by row MAE); a failure that is in any protected split is
+    Failures are ordered by the caller (e.g. by row MAE); a failure that is in any protected split is
     refused (ReplayLeakError) before anything is written. Copies never repeat a text already produced.
     """
     rows = [_as_row(f) for f in failures]

@@ -1,8 +1,8 @@
 """The two student types behind one interface, so the loop and the evaluator need not care which it is.
 
-- `generative`: the base LM with a LoRA adapter, decoding the JSON (tools/student.py, tools/training.py);
+- `generative`: the base LM with a LoRA adapter, decoding the JSON (`generative`, `decoding`, `generative_training`);
 - `regression`: a LoRA-tuned trunk of the LM with a regression head; the JSON is formatted from its six
-  outputs (tools/regression_student.py, tools/regression_training.py).
+  outputs (`regression`, `regression_training`).
 
 A student folder says which it is: a regression folder holds the regression spec, a generative one a
 peft `adapter_config.json`. No folder means the untouched base model (generative decoding).
