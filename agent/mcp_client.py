@@ -37,7 +37,7 @@ WANDB_HOSTED_MCP_URL = "https://mcp.withwandb.com/mcp"
 
 # Environment the stdio child gets on top of what the SDK always passes (HOME, LOGNAME, PATH, SHELL,
 # TERM, USER). Everything else is dropped: the server must not see secrets it has no use for.
-_CHILD_ENV_NAMES = ("PATH", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TZ", "LANG")
+_CHILD_ENV_NAMES = ("PATH", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TZ", "LANG", "TQDM_DISABLE")
 _CHILD_ENV_PREFIXES = ("WANDB_", "WEAVE_", "KOTONE_")
 _SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 _OFFLINE_DEFAULTS = {
@@ -50,9 +50,10 @@ _OFFLINE_DEFAULTS = {
 
 
 def child_environment(source: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for our stdio server: paths, tracking settings, and no unneeded secrets.
+    """The environment for our stdio server: paths, settings, and the secrets its tools use, no others.
 
-    `WANDB_API_KEY` is passed only when `WANDB_MODE=online` (the server then reads the W&B cloud);
+    `MISTRAL_API_KEY` is passed when set (the augment tool's teacher uses Mistral with it);
+    `WANDB_API_KEY` only when tracking is online (`KOTONE_TRACKING`, else `WANDB_MODE`, is `online`);
     any other variable whose name looks like a secret (KEY/TOKEN/SECRET/PASSWORD) never is.
     """
     source = dict(os.environ if source is None else source)
@@ -62,8 +63,11 @@ def child_environment(source: dict[str, str] | None = None) -> dict[str, str]:
             env[name] = value
     for name, value in _OFFLINE_DEFAULTS.items():
         env.setdefault(name, value)
-    if env["WANDB_MODE"] == "online" and "WANDB_API_KEY" in source:
+    tracking = source.get("KOTONE_TRACKING") or source.get("WANDB_MODE") or "offline"
+    if tracking.lower() == "online" and "WANDB_API_KEY" in source:
         env["WANDB_API_KEY"] = source["WANDB_API_KEY"]
+    if source.get("MISTRAL_API_KEY"):
+        env["MISTRAL_API_KEY"] = source["MISTRAL_API_KEY"]
     python_path = [str(PROJECT_ROOT), *filter(None, source.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(python_path))
     env["KOTONE_ARTIFACTS"] = source.get("KOTONE_ARTIFACTS", str(artifacts_dir()))

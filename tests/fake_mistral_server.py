@@ -1,7 +1,8 @@
 """A scripted Mistral chat-completions server on 127.0.0.1, for driving the real `mistralai` client.
 
-Each POST /v1/chat/completions consumes the next scripted reply (a completion or an HTTP error) and the
-request is recorded (path, headers, JSON body). An exhausted script answers 400 so a test fails loudly.
+Each POST /v1/chat/completions consumes the next scripted reply (a completion, an HTTP error, an error
+that echoes the request's Authorization header, or no answer at all) and the request is recorded (path,
+headers, JSON body). An exhausted script answers 400 so a test fails loudly.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pydantic import BaseModel
 class ScriptedReply(BaseModel):
     status: int
     body: dict[str, Any]
+    echo_authorization: bool = False
+    hang: bool = False
 
 
 class RecordedRequest(BaseModel):
@@ -62,6 +65,18 @@ def http_error(status: int, message: str = "scripted error") -> ScriptedReply:
     return ScriptedReply(status=status, body={"object": "error", "message": message, "code": str(status)})
 
 
+def echoing_auth_error(status: int = 401) -> ScriptedReply:
+    """An error whose message repeats the Authorization header it was sent (some proxies do)."""
+    return ScriptedReply(
+        status=status, body={"object": "error", "code": str(status)}, echo_authorization=True
+    )
+
+
+def never_answers() -> ScriptedReply:
+    """Accept the request and never send a byte back (until the server is closed)."""
+    return ScriptedReply(status=0, body={}, hang=True)
+
+
 class FakeMistralServer:
     """`with FakeMistralServer([...]) as server:` then `Mistral(api_key="test", server_url=server.url)`."""
 
@@ -69,6 +84,7 @@ class FakeMistralServer:
         self.script = list(script)
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -82,6 +98,7 @@ class FakeMistralServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closing.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
@@ -106,7 +123,15 @@ class FakeMistralServer:
                     if self.path == "/v1/chat/completions"
                     else http_error(404, f"no route {self.path}")
                 )
-                payload = json.dumps(reply.body).encode()
+                if reply.hang:
+                    server._closing.wait()
+                    return
+                body = dict(reply.body)
+                if reply.echo_authorization:
+                    body["message"] = (
+                        f"invalid credentials: Authorization: {self.headers.get('Authorization')}"
+                    )
+                payload = json.dumps(body).encode()
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))

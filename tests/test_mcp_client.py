@@ -145,7 +145,7 @@ def test_the_transcript_lands_in_the_cycle_folder_with_every_call(tmp_path: Path
 SECRETS = {"MISTRAL_API_KEY": "m-secret", "WANDB_API_KEY": "w-secret", "HF_TOKEN": "h-secret"}
 
 
-def test_the_stdio_child_gets_paths_and_tracking_settings_but_no_unneeded_secrets(
+def test_the_stdio_child_gets_paths_settings_and_the_teacher_key_but_no_unneeded_secrets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name, value in {**SECRETS, "WANDB_PROJECT": "kotone", "KOTONE_ARTIFACTS": str(tmp_path)}.items():
@@ -162,7 +162,8 @@ def test_the_stdio_child_gets_paths_and_tracking_settings_but_no_unneeded_secret
 
     names, snapshot = asyncio.run(go())
     assert {"KOTONE_ARTIFACTS", "PYTHONPATH", "WANDB_PROJECT", "WANDB_MODE", "PATH"} <= set(names)
-    assert not set(SECRETS) & set(names)
+    assert "MISTRAL_API_KEY" in names  # the augment tool's teacher needs it
+    assert not {"WANDB_API_KEY", "HF_TOKEN"} & set(names)
     assert endpoint.env["KOTONE_ARTIFACTS"] == str(tmp_path) and endpoint.env["WANDB_MODE"] == "offline"
     assert EvalSnapshot.model_validate(snapshot) == fixture().snapshot
     assert "env" not in endpoint.model_dump()
@@ -171,8 +172,10 @@ def test_the_stdio_child_gets_paths_and_tracking_settings_but_no_unneeded_secret
 def test_the_wandb_key_reaches_the_child_only_in_online_mode() -> None:
     offline = child_environment({**SECRETS, "PATH": "/bin"})
     online = child_environment({**SECRETS, "PATH": "/bin", "WANDB_MODE": "online"})
+    online_by_kotone = child_environment({**SECRETS, "PATH": "/bin", "KOTONE_TRACKING": "online"})
     assert "WANDB_API_KEY" not in offline and online["WANDB_API_KEY"] == "w-secret"
-    assert not {"MISTRAL_API_KEY", "HF_TOKEN"} & (set(offline) | set(online))
+    assert online_by_kotone["WANDB_API_KEY"] == "w-secret"
+    assert "HF_TOKEN" not in set(offline) | set(online)
     assert offline["PYTHONPATH"].split(":")[0] == str(PROJECT_ROOT)
 
 

@@ -1,4 +1,8 @@
-"""Atomic file writes: write to a temp file in the same folder, fsync, then rename over the target."""
+"""Atomic file writes: write to a temp file in the same folder, fsync, then rename over the target.
+
+Every writer here is also where secrets are masked (`tools.core.redaction`): whatever a process writes
+through them, a key it holds never lands on disk.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from tools.core.redaction import redact_text
+
 
 def atomic_write_text(path: Path, text: str) -> None:
+    text = redact_text(text)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -37,6 +44,6 @@ def append_line(path: Path, line: str) -> None:
     """Append one line (fsynced). Used for append-only logs such as history.jsonl."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:
-        handle.write(line.rstrip("\n") + "\n")
+        handle.write(redact_text(line.rstrip("\n")) + "\n")
         handle.flush()
         os.fsync(handle.fileno())

@@ -3,47 +3,45 @@
 from __future__ import annotations
 
 import functools
-import json
-import os
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-SECRET_ENV_VARS = ("WANDB_API_KEY", "MISTRAL_API_KEY")
-REDACTED = "[redacted]"
+from tools.core.paths import PROJECT_ROOT
+from tools.core.redaction import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _secret_values() -> list[str]:
-    return [v for v in (os.environ.get(name, "") for name in SECRET_ENV_VARS) if len(v) >= 4]
+def describe_failure(exc: BaseException) -> str:
+    """`Type: message` and the cause chain; for an unanticipated error also where it was raised."""
+    text = f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, LookupError | ValueError | OSError) and exc.__traceback__ is not None:
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        text += f" (raised at {_project_relative(frame.filename)}:{frame.lineno})"
+    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f"; caused by {type(cause).__name__}: {cause}"
+    return text
 
 
-def redact(value: Any, secrets: list[str] | None = None) -> Any:
-    """Replace every secret value inside strings, dicts, lists and pydantic models."""
-    secrets = _secret_values() if secrets is None else secrets
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, BaseModel):
-        dumped = redact(value.model_dump_json(), secrets)
-        return type(value).model_validate(json.loads(dumped))
-    if isinstance(value, dict):
-        return {redact(k, secrets): redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(redact(v, secrets) for v in value)
-    return value
+def _project_relative(filename: str) -> str:
+    path = Path(filename)
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else path.name
 
 
 def guarded(fn: F) -> F:
-    """Run a tool body: lookup / validation / value errors are reported by message; results redacted."""
+    """Run a tool body; every failure reaches the caller as a ToolError with its cause; results redacted.
+
+    (The SDK would answer an unexpected exception with "Error executing tool X" alone: the caller,
+    and the history line it writes, would never learn why.)
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -56,8 +54,8 @@ def guarded(fn: F) -> F:
                 f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
             )
             raise ToolError(redact(f"invalid arguments: {errors}")) from None
-        except (LookupError, ValueError, OSError) as exc:
-            raise ToolError(redact(f"{type(exc).__name__}: {exc}")) from None
+        except Exception as exc:
+            raise ToolError(redact(describe_failure(exc))) from None
         return redact(result)
 
     return wrapper  # type: ignore[return-value]
