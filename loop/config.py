@@ -1,26 +1,42 @@
 """Every setting of the loop in one place: defaults here, a JSON config file over them, env vars over that.
 
 Env overrides: `KOTONE_<FIELD>` for top-level fields (e.g. `KOTONE_DATA=real`, `KOTONE_STUDENT=regression`),
-`KOTONE_GATE__<FIELD>` for the gate (e.g. `KOTONE_GATE__MIN_MAE_IMPROVEMENT=0.02`).
+`KOTONE_GATE__<FIELD>` for the gate (e.g. `KOTONE_GATE__MIN_MAE_IMPROVEMENT=0.02`). Any other `KOTONE_*`
+name that is not a process variable (`tools.core.env_vars`) is refused as a likely typo, and every bad
+value is reported in one line naming where it came from (`ConfigError`).
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from loop.gate import GateConfig
 from tools.core.contracts import HParams
+from tools.core.env_vars import PROCESS_ENV_VARS, is_process_env_var
 
 # Where a planner starts when no cycle has finished yet, per student type (measured: docs/RESULTS.md).
 DEFAULT_HPARAMS: dict[str, HParams] = {
     "regression": HParams(learning_rate=5e-4, lora_r=16, lora_alpha=32, epochs=3.0, batch_size=16),
     "generative": HParams(),
 }
+
+
+class SettingError(ValueError):
+    """A setting outside its range; `field` is its dotted name (e.g. student_options)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field} {message}" if not message.startswith(field) else message)
+        self.field = field
+
+
+class ConfigError(ValueError):
+    """Settings that cannot run: one line, naming each bad setting where it was given."""
 
 
 class LoopConfig(BaseModel):
@@ -55,17 +71,43 @@ class LoopConfig(BaseModel):
     mistral_server_url: str | None = Field(
         None, description="any Mistral-compatible server; None = api.mistral.ai"
     )
-    eval_batch_size: int = 16
-    max_eval_rows: int | None = Field(None, description="score only the first N validation rows (smoke runs)")
+    eval_batch_size: int = Field(16, ge=1)
+    max_eval_rows: int | None = Field(
+        None, ge=1, description="score only the first N validation rows (smoke runs)"
+    )
     replay_sample_rows: int = Field(
         96, ge=1, description="training rows the champion is re-scored on to find hard cases for replay"
     )
-    max_train_rows: int | None = Field(None, description="cap on the cycle's training rows (smoke runs)")
-    train_time_budget_s: float | None = Field(None, description="stop training after this many seconds")
+    max_train_rows: int | None = Field(
+        None, ge=1, description="cap on the cycle's training rows (smoke runs)"
+    )
+    train_time_budget_s: float | None = Field(None, gt=0, description="stop training after this many seconds")
     checkpoint_every_steps: int = Field(25, ge=1, description="training steps between resumable checkpoints")
-    plateau_patience: int = Field(3, description="stop after this many cycles in a row without a promotion")
+    plateau_patience: int = Field(
+        3, ge=1, description="stop after this many cycles in a row without a promotion"
+    )
     seed: int = 0
     gate: GateConfig = Field(default_factory=GateConfig)
+
+    @field_validator("student_options")
+    @classmethod
+    def _options_fit_the_student(cls, options: dict[str, Any], info: Any) -> dict[str, Any]:
+        student = info.data.get("student")
+        if not options or student is None:
+            return options
+        if student == "regression":
+            from tools.student.regression import RegressionConfig as options_model
+        else:
+            from tools.student.generative_training import TrainConfig as options_model
+        try:
+            options_model.model_validate(options)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise SettingError(
+                "student_options", f"{where}: {first['msg']} (got {first.get('input')!r})"
+            ) from None
+        return options
 
 
 def _coerce(raw: str) -> object:
@@ -75,17 +117,66 @@ def _coerce(raw: str) -> object:
         return raw
 
 
+def config_env_names() -> dict[str, str]:
+    """Every settings variable -> its dotted field (`KOTONE_SEED` -> seed, `KOTONE_GATE__SEED` -> gate.seed)."""
+    names = {f"KOTONE_{field.upper()}": field for field in LoopConfig.model_fields if field != "gate"}
+    names |= {f"KOTONE_GATE__{field.upper()}": f"gate.{field}" for field in GateConfig.model_fields}
+    return names
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: not a JSON file ({error})") from None
+    if not isinstance(values, dict) or not isinstance(values.get("gate", {}), dict):
+        raise ConfigError(f"{path}: expected a JSON object of LoopConfig settings (gate as an object)")
+    return values
+
+
+def build_config(values: dict[str, Any], sources: dict[str, str] | None = None) -> LoopConfig:
+    """Validate settings; on failure a `ConfigError` names each bad one by its source (`sources`:
+    dotted field -> where it was given, e.g. "KOTONE_SEED" or "--max-eval-rows")."""
+    sources = sources or {}
+    try:
+        return LoopConfig.model_validate(values)
+    except ValidationError as error:
+        problems = []
+        for problem in error.errors():
+            cause = (problem.get("ctx") or {}).get("error")
+            if isinstance(cause, SettingError):
+                field, message = cause.field, str(cause).removeprefix(cause.field).strip()
+            else:
+                field = ".".join(str(p) for p in problem["loc"])
+                message = f"{problem['msg']} (got {problem.get('input')!r})"
+            given = sources.get(field, field)
+            problems.append(f"{given}: {message}" if given == field else f"{given} ({field}): {message}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+
+
 def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> LoopConfig:
     """Defaults <- JSON file (if given) <- env vars. Unknown keys are errors, not silently ignored."""
     environ = dict(os.environ if environ is None else environ)
-    values: dict = json.loads(path.read_text()) if path else {}
-    gate_values: dict = dict(values.pop("gate", {}))
-    for field in LoopConfig.model_fields:
-        key = f"KOTONE_{field.upper()}"
-        if field != "gate" and key in environ:
-            values[field] = _coerce(environ[key])
-    for field in GateConfig.model_fields:
-        key = f"KOTONE_GATE__{field.upper()}"
-        if key in environ:
-            gate_values[field] = _coerce(environ[key])
-    return LoopConfig(**values, gate=GateConfig(**gate_values))
+    values: dict[str, Any] = _read_file(path) if path else {}
+    sources = {field: f"{path}" for field in values if field != "gate"}
+    sources |= {f"gate.{field}": f"{path}" for field in values.get("gate", {})}
+    known = config_env_names()
+    for name in sorted(environ):
+        if not name.startswith("KOTONE_") or is_process_env_var(name):
+            continue
+        field = known.get(name)
+        if field is None:
+            close = difflib.get_close_matches(name, [*known, *PROCESS_ENV_VARS], n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(
+                f"unknown setting {name}{hint}; settings are KOTONE_<field> and KOTONE_GATE__<field> "
+                "of loop/config.py (python -m loop.run --help lists them)"
+            )
+        sources[field] = f"{name}={environ[name]}"
+        if field.startswith("gate."):
+            values.setdefault("gate", {})[field.removeprefix("gate.")] = _coerce(environ[name])
+        else:
+            values[field] = _coerce(environ[name])
+    return build_config(values, sources)

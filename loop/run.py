@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m loop.run",
         description=__doc__.split("\n\n")[0],
-        epilog="Settings: defaults < --config FILE (JSON) < KOTONE_* env vars < these flags. "
-        "Artifacts go to $KOTONE_ARTIFACTS (default ./artifacts).",
+        epilog=settings_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     which = parser.add_mutually_exclusive_group()
@@ -71,19 +71,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def settings_epilog() -> str:
+    from loop.config import config_env_names
+    from tools.core.env_vars import describe
+
+    settings = textwrap.fill(
+        ", ".join(config_env_names()), width=100, initial_indent="  ", subsequent_indent="  "
+    )
+    return (
+        "Settings: defaults < --config FILE (JSON) < KOTONE_* env vars < these flags. A bad or unknown\n"
+        f"setting is refused in one line (exit 2) before anything is written. Settings variables:\n{settings}\n"
+        "(KOTONE_<FIELD> / KOTONE_GATE__<FIELD> of loop/config.py, JSON values accepted).\n"
+        f"Other variables:\n{describe()}\n"
+        "Secrets: MISTRAL_API_KEY (planner and teacher 'auto' use Mistral), WANDB_API_KEY (online tracking)."
+    )
+
+
+# argparse dest -> (LoopConfig field, flag as the user typed it)
+FLAG_SETTINGS = {
+    "data": ("data", "--data"),
+    "base_model": ("base_model", "--base-model"),
+    "student": ("student", "--student"),
+    "planner": ("planner", "--planner"),
+    "teacher": ("teacher", "--teacher"),
+    "max_eval_rows": ("max_eval_rows", "--max-eval-rows"),
+    "train_time_budget": ("train_time_budget_s", "--train-time-budget"),
+    "plateau": ("plateau_patience", "--plateau"),
+}
+
+
 def config_from_args(args: argparse.Namespace) -> LoopConfig:
-    config = load_config(args.config)
-    overrides = {
-        "data": args.data,
-        "base_model": args.base_model,
-        "student": args.student,
-        "planner": args.planner,
-        "teacher": args.teacher,
-        "max_eval_rows": args.max_eval_rows,
-        "train_time_budget_s": args.train_time_budget,
-        "plateau_patience": args.plateau,
-    }
-    return config.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    """Settings from file and env (`load_config`), then the flags; validated as a whole (`ConfigError`)."""
+    from loop.config import build_config
+
+    given = {dest: value for dest in FLAG_SETTINGS if (value := getattr(args, dest)) is not None}
+    overrides = {FLAG_SETTINGS[dest][0]: value for dest, value in given.items()}
+    sources = {FLAG_SETTINGS[dest][0]: f"{FLAG_SETTINGS[dest][1]} {value}" for dest, value in given.items()}
+    return build_config({**load_config(args.config).model_dump(), **overrides}, sources)
 
 
 async def bootstrap(session: Any) -> None:
@@ -310,12 +334,16 @@ async def run(args: argparse.Namespace, config: LoopConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 done, 1 a cycle or the run failed, 2 refused (bad settings or data, locked, other champion)."""
+    from loop.failures import exit_code, one_line_causes
+    from tools.data.dataset import load_dataset
+
     args = parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
     )
-    config = config_from_args(args)
     try:
+        config = config_from_args(args)
         with RunLock(loop_dir() / ".lock"):
             if args.rollback is not None:
                 from loop.registry import rollback
@@ -323,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
                 champion = rollback(args.rollback)
                 print(f"champion restored: cycle {champion.cycle} ({champion.student_path or 'base model'})")
                 return 0
+            # Everything that can refuse this run is checked before the first write.
+            load_dataset(config.data)
+            mismatch = champion_data_mismatch(config)
+            if mismatch:
+                print(f"error: {mismatch}", file=sys.stderr)
+                return 2
             from loop.stages.inputs import save_config
 
             save_config(config)
@@ -330,6 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     except LoopLocked as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # one line per cause instead of a traceback (-v shows it)
+        if args.verbose:
+            raise
+        for line in one_line_causes(error):
+            print(f"error: {line}", file=sys.stderr)
+        return exit_code(error)
 
 
 if __name__ == "__main__":

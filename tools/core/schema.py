@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DIMS: tuple[str, ...] = ("energy", "warmth", "brightness", "acousticness", "complexity", "nostalgia")
 SCALE_MIN, SCALE_MAX = 0, 10
@@ -51,6 +51,13 @@ class TrainingRow(BaseModel):
     source_type: SourceType
     target: ParamVector
     origin: str = "dataset"
+
+    @field_validator("request_text")
+    @classmethod
+    def _has_words(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("request_text is blank (only whitespace)")
+        return text
 
 
 ServedBy = Literal["model", "fallback", "baseline", "none"]

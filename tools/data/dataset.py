@@ -77,16 +77,21 @@ def load_jsonl(path: str | os.PathLike[str]) -> list[TrainingRow]:
     """Read one JSONL file; blank lines are skipped, anything else malformed is an error with file:line."""
     path = Path(path)
     rows: list[TrainingRow] = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-            rows.append(parse_record(record, where))
+    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        where = f"{path}:{lineno}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DatasetError(
+                f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})"
+            ) from None
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        rows.append(parse_record(record, where))
     return rows
 
 
@@ -160,6 +165,8 @@ def load_dir(directory: str | os.PathLike[str], name: str | None = None) -> Data
     for required in ("train", "valid"):
         if required not in found:
             raise DatasetError(f"{directory}: missing {required}.jsonl")
+        if not found[required]:
+            raise DatasetError(f"{directory / f'{required}.jsonl'}: no rows (the {required} split is empty)")
     check_no_leak(found)
     return DatasetSplits(name=name or directory.name, **found)
 
