@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from tqdm import tqdm
-
+from tools.core.progress import Progress
 from tools.core.schema import Prediction, ServedBy, TrainingRow
 from tools.data.dataset import data_hash
 from tools.evaluation.baselines import MedianBaseline, RidgeBaseline
@@ -29,8 +28,8 @@ def evaluate(
     """Run `predict_batch` over `rows` in chunks and score only what `subject` served."""
     results = []
     chunks = range(0, len(rows), batch_size)
-    bar = tqdm(chunks, desc=f"eval {predictor} [{decoder}]", unit="batch", disable=not progress, leave=False)
-    for start in bar:
+    bar = Progress(len(chunks), f"eval {predictor} [{decoder}]", unit="batch", enabled=progress, every=10)
+    for start in chunks:
         chunk = rows[start : start + batch_size]
         predictions = predict_batch([r.request_text for r in chunk])
         if len(predictions) != len(chunk):
@@ -39,6 +38,8 @@ def evaluate(
             score_row(start + i, row, pred, subject)
             for i, (row, pred) in enumerate(zip(chunk, predictions, strict=True))
         )
+        bar.update(1)
+    bar.close()
     return build_report(
         results, predictor=predictor, decoder=decoder, dataset=dataset, data_hash=data_hash(list(rows))
     )

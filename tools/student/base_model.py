@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tools.core.paths import cache_dir
+from tools.core.progress import bars_wanted
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -59,10 +60,23 @@ def _is_complete(directory: Path) -> bool:
     return (directory / "config.json").is_file() and (directory / "model.safetensors").is_file()
 
 
+def silence_hf_bars() -> None:
+    """Hugging Face's own bars (weights loading, conversion) only where ours would be drawn: a terminal."""
+    if bars_wanted():
+        return
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    disable_progress_bars()
+    transformers_logging.disable_progress_bar()
+
+
 def convert_bundled(target: Path) -> Path:
     """GGUF -> fp32 safetensors folder with tokenizer, written to a temp folder and renamed into place."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    silence_hf_bars()
 
     gguf = bundled_gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -126,6 +140,7 @@ def load_base(spec: str | Path = BUNDLED) -> tuple[PreTrainedModel, PreTrainedTo
     import torch
     from transformers import AutoModelForCausalLM
 
+    silence_hf_bars()
     source = resolve_base_model(spec)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     model.eval()

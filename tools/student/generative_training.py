@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools.core.atomic import atomic_write_json
 from tools.core.contracts import HParams
+from tools.core.progress import Progress
 from tools.core.schema import TrainingRow
 from tools.data.dataset import data_hash
 from tools.student.base_model import load_base
@@ -253,7 +254,6 @@ def train_lora(
     stops training; the last checkpoint stays).
     """
     from peft import LoraConfig, get_peft_model
-    from tqdm.auto import tqdm
     from transformers import get_cosine_schedule_with_warmup
 
     if not rows:
@@ -304,7 +304,7 @@ def train_lora(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     tokens_seen = 0
     stopped_by_budget = False
-    bar = tqdm(total=planned_steps, initial=step, disable=not progress, desc="LoRA", unit="step")
+    bar = Progress(planned_steps, "train LoRA", initial=step, enabled=progress)
     try:
         while step < planned_steps:
             optimizer.zero_grad(set_to_none=True)
@@ -322,8 +322,7 @@ def train_lora(
             step += 1
             losses.append(step_loss)
             epoch = step * config.grad_accum / per_epoch
-            bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
+            bar.update(1, loss=step_loss, lr=lr)
             over_budget = (
                 config.time_budget_s is not None and time.perf_counter() - started > config.time_budget_s
             )

@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pydantic import BaseModel
-from tqdm import tqdm
+from pydantic import BaseModel, Field
 
 from tools.core.atomic import atomic_write_json
+from tools.core.progress import Progress
 from tools.core.schema import DIMS, SCALE_MIN, TrainingRow
 from tools.data.dataset import data_hash
 from tools.student.regression import (
@@ -62,7 +62,10 @@ class RegressionTrainResult(BaseModel):
     steps: int
     total_steps: int
     epochs: float
-    final_loss: float
+    final_loss: float | None = Field(
+        description="mean loss of the last epoch's steps; None when no step ran (not trained: the time "
+        "budget was spent before the first step)"
+    )
     wall_s: float
     cache_s: float
     peak_rss_mb: float
@@ -302,9 +305,7 @@ def train_regression(
         layer.train()
     head.train()
     stopped_by_budget = False
-    bar = tqdm(
-        total=total_steps, initial=start_step, desc="train regression", unit="step", disable=not progress
-    )
+    bar = Progress(total_steps, "train regression", initial=start_step, enabled=progress)
     step = start_step
     for step in range(start_step, total_steps):
         if config.time_budget_s is not None and time.perf_counter() - began > config.time_budget_s:
@@ -319,8 +320,7 @@ def train_regression(
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", epoch=f"{(step + 1) / steps_per_epoch:.2f}")
+        bar.update(1, loss=losses[-1], epoch=round((step + 1) / steps_per_epoch, 2))
         if (step + 1) % config.checkpoint_every_steps == 0 and step + 1 < total_steps:
             checkpoint(step + 1)
         if on_step is not None:
@@ -333,7 +333,7 @@ def train_regression(
         layer.eval()
     head.eval()
     _save_student(output_dir, trunk, head, spec)
-    tail = losses[-min(len(losses), steps_per_epoch) :] or [float("nan")]
+    tail = losses[-steps_per_epoch:]
     result = RegressionTrainResult(
         output_dir=str(output_dir),
         base_spec=base_spec,
@@ -342,7 +342,7 @@ def train_regression(
         steps=step,
         total_steps=total_steps,
         epochs=step / steps_per_epoch,
-        final_loss=sum(tail) / len(tail),
+        final_loss=sum(tail) / len(tail) if tail else None,
         wall_s=time.perf_counter() - began,
         cache_s=cache_s,
         peak_rss_mb=_peak_rss_mb(),
