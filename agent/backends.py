@@ -7,7 +7,7 @@ shared planner pieces without this factory importing them back.
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -33,6 +33,19 @@ class PlannerConfig(BaseModel):
         if server_url := os.environ.get("MISTRAL_SERVER_URL"):
             mistral.server_url = server_url
         return cls(backend=os.environ.get("KOTONE_PLANNER", "auto"), mistral=mistral)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_loop(cls, config: Any) -> PlannerConfig:
+        """The planner a `LoopConfig` asks for: backend, model, server, timeout, attempts and time cap."""
+        mistral = MistralPlannerConfig(
+            model=config.mistral_model,
+            timeout_ms=round(config.mistral_timeout_s * 1000),
+            max_attempts=config.mistral_max_attempts,
+            max_total_s=config.planner_max_total_s,
+        )
+        if config.mistral_server_url:
+            mistral.server_url = config.mistral_server_url
+        return cls(backend=config.planner, mistral=mistral)
 
 
 def make_planner(config: PlannerConfig | None = None) -> Planner:

@@ -7,12 +7,14 @@ Mistral function tools → `chat.complete` with `tool_choice="auto"`, executing 
 model is told to answer). The answer is validated (pydantic, required reasons, no exact repeat of a
 rejected configuration) and clipped by the guardrails. An invalid answer is re-asked ONCE with the
 validation error; a second invalid answer, an exhausted token budget, or an API failure after the
-retries fall back to the offline planner with `fallback_reason` set and a `fallback` transcript event.
+retries, or no answer within `max_total_s`, fall back to the offline planner with `fallback_reason` set
+and a `fallback` transcript event.
 429 / 5xx / transport errors are retried with exponential backoff (tenacity).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -135,13 +137,23 @@ class MistralPlanner:
 
     async def plan(self, session: ToolSession, cycle: int, context: PlanningContext) -> CyclePlan:
         try:
-            return await self._plan_with_model(session, cycle, context)
+            return await self._plan_in_time(session, cycle, context)
         except PlanningFailed as failure:
             reason = f"{self.name}: {failure}"
             session.transcript.record_fallback(reason)
             evidence = await read_evidence(session, context)
             plan = plan_from_evidence(evidence, cycle, context)
             return plan.model_copy(update={"fallback_reason": reason})
+
+    async def _plan_in_time(self, *args: Any) -> CyclePlan:
+        """`_plan_with_model` within `max_total_s`: a server that never answers must not hold the loop."""
+        try:
+            async with asyncio.timeout(self.config.max_total_s):
+                return await self._plan_with_model(*args)
+        except TimeoutError:
+            raise PlanningFailed(
+                f"no usable answer within max_total_s={self.config.max_total_s:g} s (planner time cap)"
+            ) from None
 
     async def _plan_with_model(self, session: ToolSession, cycle: int, context: PlanningContext) -> CyclePlan:
         specs = [spec for spec in await session.list_tools() if is_planner_tool(spec)]

@@ -132,10 +132,16 @@ class MistralPlannerConfig(BaseModel):
     random_seed: int | None = 0
     max_tool_calls: int = Field(12, description="tool calls per cycle; then the model must answer")
     max_total_tokens: int = Field(60_000, description="prompt + completion tokens per cycle, from usage")
-    max_attempts: int = Field(5, description="tries per request on 429 / 5xx / transport errors")
+    max_attempts: int = Field(3, ge=1, description="tries per request on 429 / 5xx / transport errors")
     retry_wait_initial_s: float = 1.0
     retry_wait_max_s: float = 30.0
-    timeout_ms: int = 120_000
+    timeout_ms: int = Field(60_000, ge=1, description="one request's timeout (a server that never answers)")
+    max_total_s: float = Field(
+        120.0,
+        gt=0,
+        description="the whole model-backed planning (requests, retries, tool calls); past it the offline "
+        "planner decides, with the reason recorded",
+    )
     max_tool_result_chars: int = Field(
         12_000, description="longer tool results are cut before the model sees them"
     )

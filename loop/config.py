@@ -71,6 +71,17 @@ class LoopConfig(BaseModel):
     mistral_server_url: str | None = Field(
         None, description="any Mistral-compatible server; None = api.mistral.ai"
     )
+    mistral_timeout_s: float = Field(
+        60.0, gt=0, description="one Mistral request's timeout (planner and teacher)"
+    )
+    mistral_max_attempts: int = Field(
+        3, ge=1, description="tries per Mistral request on 429 / 5xx / transport errors / timeouts"
+    )
+    planner_max_total_s: float = Field(
+        120.0,
+        gt=0,
+        description="cap on the Mistral planner's whole turn; past it the offline planner decides",
+    )
     eval_batch_size: int = Field(16, ge=1)
     max_eval_rows: int | None = Field(
         None, ge=1, description="score only the first N validation rows (smoke runs)"

@@ -220,12 +220,13 @@ def test_mistral_teacher_gives_up_after_repeated_server_errors(fake_mistral, shi
 
     fake_mistral.script = [(503, None)] * 3
     teacher = mistral_teacher(fake_mistral, shipped, max_attempts=3)
-    with pytest.raises(SDKError) as err:
+    with pytest.raises(TeacherError, match="no usable answer after 3 attempts") as err:
         teacher.generate(AugmentationSpec(), ["energy"], 2, seed=0)
-    assert err.value.status_code == 503 and len(fake_mistral.requests) == 3
+    assert isinstance(err.value.__cause__, SDKError) and err.value.__cause__.status_code == 503
+    assert len(fake_mistral.requests) == 3
 
 
-def test_mistral_teacher_retries_transport_errors_then_reraises(shipped):
+def test_mistral_teacher_retries_transport_errors_then_gives_up_with_the_cause(shipped):
     import socket
 
     import httpx2
@@ -239,8 +240,9 @@ def test_mistral_teacher_retries_transport_errors_then_reraises(shipped):
         server_url=f"http://127.0.0.1:{port}",
         retry_wait_s=(0.01, 0.02),
     )
-    with pytest.raises(httpx2.TransportError):
+    with pytest.raises(TeacherError) as err:
         teacher.generate(AugmentationSpec(), ["energy"], 2, seed=0)
+    assert isinstance(err.value.__cause__, httpx2.TransportError)
     assert teacher.stats.retries == teacher.max_attempts - 1
 
 

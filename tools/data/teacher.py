@@ -220,9 +220,9 @@ class MistralTeacher:
         token_budget: int = 60_000,
         max_calls: int = 20,
         max_malformed: int = 2,
-        max_attempts: int = 5,
+        max_attempts: int = 3,
         retry_wait_s: tuple[float, float] = (1.0, 20.0),
-        timeout_ms: int = 120_000,
+        timeout_ms: int = 60_000,
     ) -> None:
         if not train:
             raise ValueError("the Mistral teacher needs training rows for its examples")
@@ -232,6 +232,7 @@ class MistralTeacher:
         from mistralai.client import Mistral
 
         self.client = Mistral(api_key=key, server_url=server_url, timeout_ms=timeout_ms)
+        self.timeout_ms = timeout_ms
         self.train = list(train)
         self.model = model
         self.temperature = temperature
@@ -313,14 +314,22 @@ class MistralTeacher:
             before_sleep=count_retry,
             reraise=True,
         )
-        return retrying(
-            self.client.chat.parse,
-            response_format=TeacherBatch,
-            model=self.model,
-            messages=messages,
-            temperature=self.temperature,
-            random_seed=random_seed,
-        )
+        try:
+            return retrying(
+                self.client.chat.parse,
+                response_format=TeacherBatch,
+                model=self.model,
+                messages=messages,
+                temperature=self.temperature,
+                random_seed=random_seed,
+            )
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            raise TeacherError(
+                f"mistral teacher: no usable answer after {self.max_attempts} attempts "
+                f"(timeout {self.timeout_ms / 1000:g} s each; last: {type(exc).__name__}: {exc})"
+            ) from exc
 
     def _to_row(self, pair: TeacherPair, seen: set[str]) -> tuple[TrainingRow | None, str]:
         text = pair.request_text.strip()
@@ -349,7 +358,8 @@ def make_teacher(config: Any, train: Sequence[TrainingRow] | None = None) -> Tea
     auto: mistral when MISTRAL_API_KEY is set; else offline on the shipped data; else none, because the
     offline generator only knows the shipped catalogue: its rows would teach another mapping on any other
     dataset (measured on kotone-ft: docs/RESULTS.md). None means hard-case replay only.
-    Reads `teacher`, `data`, `mistral_model` and `mistral_server_url` from the config.
+    Reads `teacher`, `data`, `mistral_model`, `mistral_server_url`, `mistral_timeout_s` and
+    `mistral_max_attempts` from the config.
     """
     choice = getattr(config, "teacher", "auto")
     if choice == "auto":
@@ -371,4 +381,6 @@ def make_teacher(config: Any, train: Sequence[TrainingRow] | None = None) -> Tea
         train=train,
         model=getattr(config, "mistral_model", "mistral-large-latest"),
         server_url=getattr(config, "mistral_server_url", None),
+        timeout_ms=round(getattr(config, "mistral_timeout_s", 60.0) * 1000),
+        max_attempts=getattr(config, "mistral_max_attempts", 3),
     )
