@@ -9,12 +9,15 @@
 | hparams.epochs              | 0.5 .. 4                                 | nearest bound                   |
 | hparams.batch_size          | 1 .. 32                                  | nearest bound                   |
 | hparams.grad_accum          | 1 .. 8                                   | nearest bound                   |
-| augmentation.new_pairs      | 0 .. 600                                 | nearest bound                   |
-| augmentation.replay_ratio   | 0 .. 1                                   | nearest bound                   |
+| augmentation.teacher_pairs  | 0 .. what the teacher can write (capacity)| nearest bound                  |
+| augmentation.replay_rows    | 0 .. what replay can make (capacity)     | nearest bound                   |
 | augmentation.target_buckets | focus dims only; distinct ints 0 .. 10   | dropped / clipped / deduplicated|
 | focus_dims                  | 1 .. 3 distinct dims (schema: 1 .. 3)    | duplicates dropped              |
+| student.options             | fields of the LM student's own config    | unknown keys dropped            |
+| student.components (stack)  | at least one                             | the default stack               |
 
-Each clip appends a line such as `lora_r 48 -> 32 (allowed 4, 8, 16, 32, 64)` to `plan.clipped`.
+Every candidate of a plan is clipped; each clip appends a line such as
+`candidate b: lora_r 48 -> 32 (allowed 4, 8, 16, 32, 64)` to `plan.clipped`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from tools.core.contracts import AugmentationSpec, CyclePlan, HParams
+from tools.core.contracts import AugmentationSpec, CandidateSpec, Capacity, CyclePlan, HParams, StudentRecipe
 from tools.core.schema import SCALE_MAX, SCALE_MIN
 
 
@@ -40,20 +43,17 @@ HPARAM_BOUNDS: dict[str, Bounds] = {
 }
 LORA_RANKS: tuple[int, ...] = (4, 8, 16, 32, 64)
 LORA_ALPHA_MAX_FACTOR = 4
-AUGMENTATION_BOUNDS: dict[str, Bounds] = {
-    "new_pairs": Bounds(0, 600),
-    "replay_ratio": Bounds(0.0, 1.0),
-}
 MAX_FOCUS_DIMS = 3
 NON_FINITE_LEARNING_RATE_REPLACEMENT = 2e-4
 
 
-def describe_ranges() -> dict[str, str]:
+def describe_ranges(capacity: Capacity) -> dict[str, str]:
     """Human-readable ranges (shown to model-backed planners in their prompt)."""
     ranges = {name: f"{b.low:g} .. {b.high:g}" for name, b in HPARAM_BOUNDS.items()}
     ranges["lora_r"] = "one of " + ", ".join(map(str, LORA_RANKS))
     ranges["lora_alpha"] = f"1 .. {LORA_ALPHA_MAX_FACTOR}*lora_r"
-    ranges.update({name: f"{b.low:g} .. {b.high:g}" for name, b in AUGMENTATION_BOUNDS.items()})
+    ranges["teacher_pairs"] = f"0 .. {capacity.max_teacher_pairs} (teacher: {capacity.teacher})"
+    ranges["replay_rows"] = f"0 .. {capacity.max_replay_rows}"
     ranges["target_buckets"] = f"per focus dim, distinct integers {SCALE_MIN} .. {SCALE_MAX}"
     ranges["focus_dims"] = f"1 .. {MAX_FOCUS_DIMS} distinct dims"
     return ranges
@@ -94,9 +94,13 @@ def clip_hparams(hparams: HParams, clipped: list[str]) -> HParams:
     return HParams(**values)
 
 
-def clip_augmentation(spec: AugmentationSpec, focus_dims: list[str], clipped: list[str]) -> AugmentationSpec:
-    new_pairs = int(_clip("new_pairs", spec.new_pairs, AUGMENTATION_BOUNDS["new_pairs"], clipped))
-    replay_ratio = _clip("replay_ratio", spec.replay_ratio, AUGMENTATION_BOUNDS["replay_ratio"], clipped)
+def clip_augmentation(
+    spec: AugmentationSpec, focus_dims: list[str], capacity: Capacity, clipped: list[str]
+) -> AugmentationSpec:
+    teacher_pairs = int(
+        _clip("teacher_pairs", spec.teacher_pairs, Bounds(0, capacity.max_teacher_pairs), clipped)
+    )
+    replay_rows = int(_clip("replay_rows", spec.replay_rows, Bounds(0, capacity.max_replay_rows), clipped))
     buckets: dict[str, list[int]] = {}
     for dim, values in spec.target_buckets.items():
         if dim not in focus_dims:
@@ -109,22 +113,47 @@ def clip_augmentation(spec: AugmentationSpec, focus_dims: list[str], clipped: li
                 f"target_buckets[{dim}] {values} -> {kept} (distinct integers {SCALE_MIN} .. {SCALE_MAX})"
             )
         buckets[dim] = kept
-    return AugmentationSpec(new_pairs=new_pairs, replay_ratio=replay_ratio, target_buckets=buckets)
+    return AugmentationSpec(teacher_pairs=teacher_pairs, replay_rows=replay_rows, target_buckets=buckets)
 
 
-def apply_guardrails(plan: CyclePlan) -> CyclePlan:
-    """A copy of `plan` with every value inside its documented range; clips appended to `clipped`."""
-    clipped = list(plan.clipped)
-    focus_dims = list(dict.fromkeys(plan.focus_dims))
-    if focus_dims != plan.focus_dims:
-        clipped.append(f"focus_dims {plan.focus_dims} -> {focus_dims} (distinct dims)")
-    hparams = clip_hparams(plan.hparams, clipped)
-    augmentation = clip_augmentation(plan.augmentation, focus_dims, clipped)
-    return plan.model_copy(
+def clip_student(recipe: StudentRecipe, clipped: list[str]) -> StudentRecipe:
+    from tools.student.generative_training import TrainConfig
+    from tools.student.regression import RegressionConfig
+
+    known = (TrainConfig if recipe.member_kind == "generative" else RegressionConfig).model_fields
+    unknown = sorted(set(recipe.options) - set(known))
+    if unknown:
+        clipped.append(
+            f"student.options {', '.join(unknown)} dropped (not knobs of the {recipe.member_kind} student)"
+        )
+    update: dict[str, object] = {"options": {k: v for k, v in recipe.options.items() if k in known}}
+    if recipe.family == "stack" and not recipe.components:
+        clipped.append("student.components [] -> the default stack (a stack needs a component)")
+        update["components"] = StudentRecipe().components
+    return recipe.model_copy(update=update)
+
+
+def clip_candidate(spec: CandidateSpec, capacity: Capacity, clipped: list[str]) -> CandidateSpec:
+    """A copy of one candidate with every value inside its range; clips appended to `clipped`."""
+    focus_dims = list(dict.fromkeys(spec.focus_dims))
+    if focus_dims != spec.focus_dims:
+        clipped.append(f"focus_dims {spec.focus_dims} -> {focus_dims} (distinct dims)")
+    return spec.model_copy(
         update={
             "focus_dims": focus_dims,
-            "hparams": hparams,
-            "augmentation": augmentation,
-            "clipped": clipped,
+            "hparams": clip_hparams(spec.hparams, clipped),
+            "augmentation": clip_augmentation(spec.augmentation, focus_dims, capacity, clipped),
+            "student": clip_student(spec.student, clipped),
         }
     )
+
+
+def apply_guardrails(plan: CyclePlan, capacity: Capacity) -> CyclePlan:
+    """A copy of `plan` with every candidate inside its documented ranges; clips appended to `clipped`."""
+    clipped = list(plan.clipped)
+    candidates = []
+    for spec in plan.candidates:
+        lines: list[str] = []
+        candidates.append(clip_candidate(spec, capacity, lines))
+        clipped.extend(f"candidate {spec.name}: {line}" for line in lines)
+    return plan.model_copy(update={"candidates": candidates, "clipped": clipped})

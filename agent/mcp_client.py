@@ -190,6 +190,9 @@ def _is_wrapped_output(schema: dict[str, Any] | None) -> bool:
     return set(schema.get("properties", {})) == {"result"} and str(schema.get("title", "")).endswith("Output")
 
 
+LOCK_TOKEN_ARGUMENT = "lock_token"
+
+
 class ToolSession:
     """An open MCP session. Every call is recorded (arguments, result, error, latency) in `transcript`."""
 
@@ -276,7 +279,8 @@ class ToolSession:
     ) -> ToolCallRecord:
         record = ToolCallRecord(
             name=name,
-            arguments=arguments,
+            # The lock token is a capability of this run: it is sent, never recorded.
+            arguments={k: ("[lock token]" if k == LOCK_TOKEN_ARGUMENT else v) for k, v in arguments.items()},
             result=result,
             is_error=is_error,
             error=error,

@@ -4,8 +4,9 @@ with a `CyclePlan` as JSON.
 Flow per cycle: list the MCP tools → keep the read-only ones → convert their JSON input schemas to
 Mistral function tools → `chat.complete` with `tool_choice="auto"`, executing every tool call through the
 `ToolSession`, until the model answers without tool calls (at most `max_tool_calls` calls; past that the
-model is told to answer). The answer is validated (pydantic, required reasons, no exact repeat of a
-rejected configuration) and clipped by the guardrails. An invalid answer is re-asked ONCE with the
+model is told to answer). The answer is validated (pydantic, at most K candidates, required reasons, no
+recipe the history already judged, not the champion's own recipe) and clipped by the guardrails to the
+ranges and the augmentation capacity. An invalid answer is re-asked ONCE with the
 validation error; a second invalid answer, an exhausted token budget, or an API failure after the
 retries, or no answer within `max_total_s`, fall back to the offline planner with `fallback_reason` set
 and a `fallback` transcript event.
@@ -27,14 +28,13 @@ from agent.guardrails import apply_guardrails, describe_ranges
 from agent.mcp_client import ToolSession, ToolSpec
 from agent.offline_planner import plan_from_evidence
 from agent.planner import (
-    HISTORY_TOOL,
     READ_ONLY_TOOLS,
+    Evidence,
     MistralPlannerConfig,
     PlanningContext,
     read_evidence,
-    read_history,
-    repeated_rejected_cycle,
 )
+from agent.search import tried_recipes
 from agent.transcript import ToolCallRecord, Transcript
 from tools.core.contracts import CycleHistoryEntry, CyclePlan
 from tools.core.prompting import render
@@ -42,7 +42,7 @@ from tools.core.prompting import render
 if TYPE_CHECKING:
     from mistralai.client.models import ChatCompletionResponse
 
-REQUIRED_REASONS = ("focus_dims", "augmentation")
+REQUIRED_REASONS = ("search",)
 # Fields the loop owns; whatever the model writes there is replaced.
 LOOP_OWNED_FIELDS = ("cycle", "planner", "clipped", "fallback_reason")
 
@@ -92,7 +92,7 @@ def extract_json_object(text: str) -> dict[str, Any]:
 
 
 def validate_answer(
-    text: str, cycle: int, planner_name: str, history: list[CycleHistoryEntry]
+    text: str, cycle: int, planner_name: str, evidence: Evidence, k: int
 ) -> tuple[CyclePlan | None, str | None]:
     """(plan, None) when the answer is usable, else (None, the error to show the model)."""
     try:
@@ -100,18 +100,48 @@ def validate_answer(
     except ValueError as error:
         return None, f"not a JSON object: {error}"
     raw = {key: value for key, value in raw.items() if key not in LOOP_OWNED_FIELDS}
+    candidates = raw.get("candidates")
+    if isinstance(candidates, list):
+        for index, candidate in enumerate(candidates):
+            if isinstance(candidate, dict):
+                candidate["seed"] = cycle * 10 + index  # seeds are the loop's
     try:
         plan = CyclePlan.model_validate({**raw, "cycle": cycle, "planner": planner_name})
     except ValidationError as error:
         return None, str(error)
+    if len(plan.candidates) > k:
+        return None, f"propose at most {k} candidates, got {len(plan.candidates)}"
     missing = [key for key in REQUIRED_REASONS if not plan.reasons.get(key)]
     if missing:
         return None, f"reasons must explain every decision; missing: {', '.join(missing)}"
-    plan = apply_guardrails(plan)
-    repeated = repeated_rejected_cycle(plan.hparams, history)
-    if repeated is not None:
-        return None, f"hparams repeat exactly the configuration rejected by the gate in cycle {repeated}"
+    plan = apply_guardrails(plan, evidence.capacity)
+    judged = tried_recipes(evidence.history)
+    champion = evidence.champion
+    for spec in plan.candidates:
+        if spec.recipe_key() in judged:
+            return (
+                None,
+                f"candidate {spec.name} repeats a recipe the history already judged ({spec.recipe_key()})",
+            )
+        if champion and champion.recipe == spec.student and champion.hparams == spec.hparams:
+            return (
+                None,
+                f"candidate {spec.name} is the champion's own recipe: a seed-only variant is not a search",
+            )
+    keys = [spec.recipe_key() for spec in plan.candidates]
+    if len(set(keys)) != len(keys):
+        return None, "two candidates have the same recipe: make them differ"
     return plan, None
+
+
+def judged_lines(history: list[CycleHistoryEntry]) -> list[str]:
+    return [
+        f"{o.recipe_key}: {o.description} -> {o.status}"
+        + (f" (CV MAE {o.cv_mae:.3f})" if o.cv_mae is not None else "")
+        for entry in history
+        for o in entry.candidates
+        if entry.cycle > 0
+    ]
 
 
 class _Usage:
@@ -136,12 +166,12 @@ class MistralPlanner:
         self._client = Mistral(api_key=api_key, server_url=config.server_url, timeout_ms=config.timeout_ms)
 
     async def plan(self, session: ToolSession, cycle: int, context: PlanningContext) -> CyclePlan:
+        evidence = await read_evidence(session, context)
         try:
-            return await self._plan_in_time(session, cycle, context)
+            return await self._plan_in_time(session, cycle, context, evidence)
         except PlanningFailed as failure:
             reason = f"{self.name}: {failure}"
             session.transcript.record_fallback(reason)
-            evidence = await read_evidence(session, context)
             plan = plan_from_evidence(evidence, cycle, context)
             return plan.model_copy(update={"fallback_reason": reason})
 
@@ -155,16 +185,19 @@ class MistralPlanner:
                 f"no usable answer within max_total_s={self.config.max_total_s:g} s (planner time cap)"
             ) from None
 
-    async def _plan_with_model(self, session: ToolSession, cycle: int, context: PlanningContext) -> CyclePlan:
+    async def _plan_with_model(
+        self, session: ToolSession, cycle: int, context: PlanningContext, evidence: Evidence
+    ) -> CyclePlan:
+        """The model reads what it wants through the tools and answers; `evidence` (read first, through the
+        same tools) is what its answer is validated against."""
         specs = [spec for spec in await session.list_tools() if is_planner_tool(spec)]
-        messages = self._opening_messages(cycle, context, specs)
+        messages = self._opening_messages(cycle, context, specs, evidence)
         for message in messages:
             session.transcript.record_model_message(message["role"], message["content"])
         usage = _Usage(self.config.max_total_tokens)
         tools = [to_mistral_tool(spec) for spec in specs]
         answer = await self._tool_loop(session, messages, tools, usage)
-        history = await self._history(session, context)
-        plan, error = validate_answer(answer, cycle, self.name, history)
+        plan, error = validate_answer(answer, cycle, self.name, evidence, context.candidates)
         if plan is not None:
             return plan
         if usage.exhausted:
@@ -176,25 +209,25 @@ class MistralPlanner:
         response = await self._complete(session.transcript, messages, tools, "none")
         usage.add(response)
         answer = message_text(response.choices[0].message.content)
-        plan, error = validate_answer(answer, cycle, self.name, history)
+        plan, error = validate_answer(answer, cycle, self.name, evidence, context.candidates)
         if plan is None:
             raise PlanningFailed(f"invalid plan after one re-ask: {error}")
         return plan
 
     def _opening_messages(
-        self, cycle: int, context: PlanningContext, specs: list[ToolSpec]
+        self, cycle: int, context: PlanningContext, specs: list[ToolSpec], evidence: Evidence
     ) -> list[dict[str, Any]]:
         user = render(
             "planner_user.j2",
             cycle=cycle,
+            k=context.candidates,
             context=context,
             tool_names=[spec.name for spec in specs],
             max_tool_calls=self.config.max_tool_calls,
+            tried=judged_lines(evidence.history),
         )
-        return [
-            {"role": "system", "content": render("planner_system.j2", ranges=describe_ranges()).strip()},
-            {"role": "user", "content": user.strip()},
-        ]
+        system = render("planner_system.j2", ranges=describe_ranges(evidence.capacity), k=context.candidates)
+        return [{"role": "system", "content": system.strip()}, {"role": "user", "content": user.strip()}]
 
     async def _tool_loop(
         self, session: ToolSession, messages: list[dict[str, Any]], tools: list[dict[str, Any]], usage: _Usage
@@ -259,12 +292,6 @@ class MistralPlanner:
         if len(text) > limit:
             text = text[:limit] + f"... [cut: {len(text) - limit} more characters]"
         return text
-
-    async def _history(self, session: ToolSession, context: PlanningContext) -> list[CycleHistoryEntry]:
-        """History for the no-repeat check, read through the same tool the model could use."""
-        if not await session.has_tool(HISTORY_TOOL):
-            return []
-        return await read_history(session, context)
 
     async def _complete(
         self,

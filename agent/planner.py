@@ -9,13 +9,13 @@ so every number a plan rests on is in the cycle's `mcp_eval_snapshot.json`.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field, TypeAdapter
 
 from agent.mcp_client import ToolSession
 from tools.core.contracts import (
-    AugmentationSpec,
+    Capacity,
     ChampionRecord,
     CycleHistoryEntry,
     CyclePlan,
@@ -28,6 +28,7 @@ SNAPSHOT_TOOL = "get_eval_snapshot_tool"
 HISTORY_TOOL = "get_cycle_history_tool"
 CHAMPION_TOOL = "get_champion_tool"
 LEARNABILITY_TOOL = "get_learnability_tool"
+CAPACITY_TOOL = "get_augmentation_capacity_tool"
 
 # Tools a planner may call: read-only evidence. Action tools (augment, train, evaluate, log) are the
 # loop's, never the planner's, whatever the server lists.
@@ -37,6 +38,7 @@ READ_ONLY_TOOLS = frozenset(
         HISTORY_TOOL,
         CHAMPION_TOOL,
         LEARNABILITY_TOOL,
+        CAPACITY_TOOL,
         "get_run_history_tool",
         "compare_runs_tool",
         "summarize_evaluation_tool",
@@ -51,8 +53,12 @@ READ_ONLY_TOOLS = frozenset(
 class PlanningContext(BaseModel):
     """What the loop hands a planner besides the tools: defaults, limits, and the W&B coordinates."""
 
+    candidates: int = Field(2, ge=1, le=8, description="how many candidates to propose (K)")
     default_hparams: HParams = Field(default_factory=HParams)
-    default_augmentation: AugmentationSpec = Field(default_factory=AugmentationSpec)
+    default_options: dict[str, Any] = Field(
+        default_factory=dict, description="the LM student's default knobs"
+    )
+    folds: int = Field(3, ge=2, le=5, description="CV folds = LM ensemble members of a new recipe")
     entity_name: str | None = Field(None, description="W&B entity, for the W&B-mirroring tools")
     project_name: str | None = Field(None, description="W&B project, for the W&B-mirroring tools")
     history_limit: int = Field(50, description="most recent cycles read from the history tool")
@@ -69,6 +75,10 @@ class EvidenceUnavailable(RuntimeError):
     """The MCP endpoint lacks the domain tools a planner needs."""
 
 
+class SearchExhausted(RuntimeError):
+    """Every recipe the planner knows around the incumbent was already judged: the loop has plateaued."""
+
+
 class Evidence(BaseModel):
     """What the planners decide from, exactly as the tools returned it."""
 
@@ -76,6 +86,7 @@ class Evidence(BaseModel):
     history: list[CycleHistoryEntry]
     champion: ChampionRecord | None
     learnability: list[LearnabilitySlice]
+    capacity: Capacity
 
 
 _HISTORY = TypeAdapter(list[CycleHistoryEntry])
@@ -109,17 +120,10 @@ async def read_evidence(session: ToolSession, context: PlanningContext) -> Evide
         record = await session.call_tool(LEARNABILITY_TOOL, {})
         if not record.is_error:
             learnability = _LEARNABILITY.validate_python(record.result)
-    return Evidence(snapshot=snapshot, history=history, champion=champion, learnability=learnability)
-
-
-def rejected_configs(history: list[CycleHistoryEntry]) -> dict[int, HParams]:
-    """cycle -> HParams of every cycle whose candidate failed the gate."""
-    return {entry.cycle: entry.hparams for entry in history if entry.status == "rejected" and entry.hparams}
-
-
-def repeated_rejected_cycle(hparams: HParams, history: list[CycleHistoryEntry]) -> int | None:
-    """The cycle whose rejected configuration `hparams` repeats exactly, if any."""
-    return next((cycle for cycle, seen in rejected_configs(history).items() if seen == hparams), None)
+    capacity = Capacity.model_validate(await _call_with_accepted(session, CAPACITY_TOOL, {}))
+    return Evidence(
+        snapshot=snapshot, history=history, champion=champion, learnability=learnability, capacity=capacity
+    )
 
 
 class MistralPlannerConfig(BaseModel):

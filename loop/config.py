@@ -86,9 +86,6 @@ class LoopConfig(BaseModel):
     max_eval_rows: int | None = Field(
         None, ge=1, description="score only the first N validation rows (smoke runs)"
     )
-    replay_sample_rows: int = Field(
-        96, ge=1, description="training rows the champion is re-scored on to find hard cases for replay"
-    )
     max_train_rows: int | None = Field(
         None, ge=1, description="cap on the cycle's training rows (smoke runs)"
     )
@@ -97,8 +94,32 @@ class LoopConfig(BaseModel):
     plateau_patience: int = Field(
         3, ge=1, description="stop after this many cycles in a row without a promotion"
     )
+    candidates: int = Field(
+        2, ge=1, le=8, description="candidates per cycle, trained in parallel as Ray tasks (2 suit 2 cores)"
+    )
+    cv_folds: int = Field(
+        3, ge=2, le=5, description="CV folds of the training split = members of each LM fold ensemble"
+    )
+    ray_address: str | None = Field(
+        None, description="an existing Ray cluster (ray://... or host:port); None starts a local instance"
+    )
+    cpus_per_candidate: int = Field(
+        1, ge=1, description="CPUs (and torch threads) of each candidate's Ray task"
+    )
+    confirm_cpus: int = Field(
+        2, ge=1, description="CPUs of the winner's second-seed training (capped by the cluster)"
+    )
+    bootstrap_decoders: list[Literal["skeleton", "skeleton_ev", "free"]] = Field(
+        default_factory=lambda: ["skeleton", "skeleton_ev", "free"],
+        description="decoders the zero-shot base model is scored with at cycle 0",
+    )
+    latency_requests: int = Field(20, ge=0, description="validation requests timed one by one (p50 / p95)")
+    latency_repeats: int = Field(3, ge=1, description="timings per request; its median counts")
     seed: int = 0
     gate: GateConfig = Field(default_factory=GateConfig)
+
+    def default_hparams(self) -> HParams:
+        return DEFAULT_HPARAMS[self.student]
 
     @field_validator("student_options")
     @classmethod

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from loop.gate import GateResult
+from loop.gate import CycleGate, GateResult
 from tools.core.atomic import atomic_write_json, atomic_write_text
 from tools.core.contracts import ChampionRecord, CyclePlan, HParams, LearnabilitySlice
 from tools.core.prompting import render
@@ -22,9 +22,11 @@ class ToolCallSummary(BaseModel):
 
 
 class WeakDim(BaseModel):
+    """A dim as the diagnosis saw it: the champion's out-of-fold MAE on train against the constant's."""
+
     dim: str
-    champion_mae: float | None
-    baseline_mae: float | None
+    champion_cv_mae: float | None
+    constant_cv_mae: float | None
     focus: bool
 
 
@@ -35,8 +37,12 @@ class HParamChange(BaseModel):
 
 
 class AugmentSummary(BaseModel):
+    """What a candidate's augmentation asked for and what was really used."""
+
     teacher: str
+    teacher_pairs_requested: int
     n_generated: int
+    replay_requested: int
     n_replay: int
     n_kept: int
     train_rows: int
@@ -72,6 +78,31 @@ class TableRow(BaseModel):
         )
 
 
+class CandidateRow(BaseModel):
+    """One candidate of the cycle, from plan to verdict."""
+
+    name: str
+    description: str
+    reason: str
+    status: Literal["winner", "promoted", "rejected", "pruned", "crashed", "not_trained"]
+    note: str = ""
+    hparam_patch: list[HParamChange]
+    augmentation: AugmentSummary | None
+    cv_mae: float | None
+    cv_mae_rounded: float | None
+    valid: TableRow | None
+    p_value: float | None
+    holm_threshold: float | None
+    failed_checks: list[str]
+    member_valid_mae: list[float]
+    training_wall_s: float | None
+
+    @property
+    def seed_spread(self) -> float | None:
+        values = self.member_valid_mae
+        return max(values) - min(values) if len(values) > 1 else None
+
+
 class DecisionRecord(BaseModel):
     cycle: int
     started_at: str
@@ -82,11 +113,12 @@ class DecisionRecord(BaseModel):
     weak_dims: list[WeakDim]
     learnability: list[LearnabilitySlice]
     plan: CyclePlan
-    hparam_patch: list[HParamChange]
-    augmentation: AugmentSummary
-    training: dict[str, Any]
+    candidates: list[CandidateRow]
+    winner: str | None
     table: list[TableRow]
-    gate: GateResult
+    gate: CycleGate
+    winner_gate: GateResult | None
+    champion_before: ChampionRecord
     champion_after: ChampionRecord
 
 
@@ -102,5 +134,6 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def write_decision(record: DecisionRecord, cycle_dir: Path) -> None:
-    atomic_write_json(cycle_dir / "decision.json", record)
+    """The rendering first, the record last: decision.json on disk means both are complete."""
     atomic_write_text(cycle_dir / "decision_log.md", render("decision_log.md.j2", r=record, fmt=_fmt) + "\n")
+    atomic_write_json(cycle_dir / "decision.json", record)

@@ -1,47 +1,69 @@
-"""The promotion gate: arithmetic on two EvalReports of the same frozen rows. The agent cannot override it.
+"""The promotion gate: arithmetic on EvalReports of the same frozen rows. The agent cannot override it.
 
-A candidate is promoted only if every check passes:
+A cycle trains K candidates; each is gated against the champion, and the gate knows it picked the best of K:
+
+1. every candidate gets the checks below, its `bootstrap` threshold corrected for K by Holm's procedure;
+2. the winner is the candidate with the largest mean per-row gain among those that pass every check;
+3. the winner is re-confirmed: its recipe trained again with other seeds must pass the same checks on its
+   own (one pre-specified test, so uncorrected). A recipe without randomness (no LM) needs no second draw.
 
 | check | passes when |
 |---|---|
 | same_rows | both reports scored the same dataset (same content hash and row count) |
 | mae_margin | champion MAE - candidate MAE >= `min_mae_improvement` |
 | mse_margin | champion mse_norm - candidate mse_norm >= `min_mse_improvement` |
-| bootstrap | in a paired bootstrap over rows, P(candidate MAE < champion MAE) >= `confidence` |
+| bootstrap | in a paired bootstrap over rows, P(candidate MAE < champion MAE) >= 1 - Holm's threshold |
 | json_valid | candidate json_valid_rate >= `min_json_valid_rate` |
 | fallback | share of candidate rows served by a fallback <= `max_fallback_rate` (never scored anyway) |
-| latency | candidate p95 latency <= `max_p95_latency_ms` |
+| latency | candidate p95 single-request latency <= `max_p95_latency_ms` |
 | focus_dims | on each focus dim, candidate MAE <= champion MAE + `focus_dim_tolerance` |
-| beats_constant | paired bootstrap: P(candidate MAE < train-median constant MAE) >= `confidence` (a model that
-  does not beat a ten-line baseline is no improvement; skipped when no constant report is given) |
+| beats_baselines | paired bootstrap against each reference baseline (train-median constant, TF-IDF ridge) scored on the
+  same rows: P(candidate better) >= `confidence` for every one. A model that does not beat a ten-line
+  baseline is no improvement, however bad the champion it replaces |
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.core.contracts import ChampionRecord
 from tools.evaluation.metrics import EvalReport
+from tools.evaluation.stats import BootstrapResult, holm_thresholds, paired_bootstrap
 
 
 class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metric: Literal["vector_mae", "vector_mae_rounded"] = Field(
-        "vector_mae", description="which MAE the margin and the bootstrap compare"
+        "vector_mae", description="which MAE the margin, the bootstraps and the winner's choice compare"
     )
-    min_mae_improvement: float = Field(0.01, description="absolute MAE the candidate must gain")
+    min_mae_improvement: float = Field(0.01, ge=0, description="absolute MAE the candidate must gain")
     min_mse_improvement: float = Field(
-        0.0, description="absolute mse_norm the candidate must gain (0 = no worse)"
+        0.0, ge=0, description="absolute mse_norm the candidate must gain (0 = no worse)"
     )
-    confidence: float = Field(0.95, description="bootstrap probability that the candidate is better")
-    bootstrap_samples: int = Field(2000, description="paired bootstrap resamples over rows")
-    min_json_valid_rate: float = Field(0.98)
-    max_fallback_rate: float = Field(0.05)
-    max_p95_latency_ms: float = Field(2000.0, description="p95 single-request latency budget")
-    focus_dim_tolerance: float = Field(0.0, description="how much worse a focus dim may get")
+    confidence: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1,
+        description="bootstrap probability that the candidate is better (family-wise over K)",
+    )
+    bootstrap_samples: int = Field(
+        2000, ge=100, le=200_000, description="paired bootstrap resamples over rows"
+    )
+    min_json_valid_rate: float = Field(0.98, ge=0, le=1)
+    max_fallback_rate: float = Field(0.05, ge=0, le=1)
+    max_p95_latency_ms: float = Field(2000.0, gt=0, description="p95 single-request latency budget")
+    focus_dim_tolerance: float = Field(0.0, ge=0, description="how much worse a focus dim may get")
+    holm: bool = Field(True, description="correct the champion bootstrap for the K candidates of a cycle")
+    confirm: bool = Field(True, description="re-train the winner with other seeds; it must pass again")
+    prune_confidence: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1,
+        description="stop a candidate whose out-of-fold TRAIN errors are this surely worse",
+    )
     seed: int = 0
 
 
@@ -62,6 +84,26 @@ class GateResult(BaseModel):
     def failed(self) -> list[str]:
         return [c.name for c in self.checks if not c.passed]
 
+    def check(self, name: str) -> GateCheck:
+        return next(c for c in self.checks if c.name == name)
+
+
+class CycleGate(BaseModel):
+    """The gate's whole decision for one cycle, fixed at gate time (the log stage only reads it)."""
+
+    champion_before: ChampionRecord
+    candidates: dict[str, GateResult]
+    p_values: dict[str, float]
+    holm_thresholds: dict[str, float]
+    winner: str | None
+    winner_gain: float | None
+    confirm: GateResult | None = None
+    confirm_note: str = ""
+
+    @property
+    def promoted(self) -> bool:
+        return self.winner is not None and (self.confirm is None or self.confirm.promoted)
+
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
@@ -76,18 +118,13 @@ def _row_errors(report: EvalReport, rounded: bool) -> dict[int, float]:
     return errors
 
 
-def paired_bootstrap(
-    champion: EvalReport, candidate: EvalReport, *, rounded: bool, samples: int, seed: int
-) -> tuple[float, float, int]:
-    """(mean improvement, P(improvement > 0), rows compared) over rows scored in both reports."""
-    champ, cand = _row_errors(champion, rounded), _row_errors(candidate, rounded)
-    shared = sorted(champ.keys() & cand.keys())
-    if not shared:
-        return 0.0, 0.0, 0
-    diffs = np.array([champ[i] - cand[i] for i in shared])
-    rng = np.random.default_rng(seed)
-    means = diffs[rng.integers(0, len(diffs), size=(samples, len(diffs)))].mean(axis=1)
-    return float(diffs.mean()), float((means > 0).mean()), len(shared)
+def compare_rows(
+    reference: EvalReport, candidate: EvalReport, *, rounded: bool, samples: int, seed: int
+) -> BootstrapResult:
+    """Paired bootstrap over the rows scored in both reports: gain = reference error - candidate error."""
+    ref, cand = _row_errors(reference, rounded), _row_errors(candidate, rounded)
+    shared = sorted(ref.keys() & cand.keys())
+    return paired_bootstrap([ref[i] - cand[i] for i in shared], samples=samples, seed=seed)
 
 
 def run_gate(
@@ -95,9 +132,12 @@ def run_gate(
     candidate: EvalReport,
     focus_dims: list[str],
     config: GateConfig,
-    constant: EvalReport | None = None,
+    baselines: dict[str, EvalReport] | None = None,
+    bootstrap_alpha: float | None = None,
 ) -> GateResult:
+    """Every check for one candidate. `bootstrap_alpha` is its (Holm-corrected) share of 1 - confidence."""
     rounded = config.metric == "vector_mae_rounded"
+    alpha = 1 - config.confidence if bootstrap_alpha is None else bootstrap_alpha
     champ_mae = getattr(champion, config.metric)
     cand_mae = getattr(candidate, config.metric)
     checks: list[GateCheck] = []
@@ -139,16 +179,19 @@ def run_gate(
         )
     )
 
-    mean_gain, probability, compared = paired_bootstrap(
+    versus_champion = compare_rows(
         champion, candidate, rounded=rounded, samples=config.bootstrap_samples, seed=config.seed
     )
     checks.append(
         GateCheck(
             name="bootstrap",
-            value=probability,
-            threshold=config.confidence,
-            passed=compared > 0 and probability >= config.confidence,
-            detail=f"paired over {compared} rows, mean per-row gain {mean_gain:+.4f}",
+            value=versus_champion.probability,
+            threshold=1 - alpha,
+            passed=versus_champion.n_rows > 0 and versus_champion.probability >= 1 - alpha,
+            detail=(
+                f"paired over {versus_champion.n_rows} rows, mean per-row gain {versus_champion.mean_gain:+.4f} "
+                f"(95% CI {versus_champion.ci_low:+.4f} .. {versus_champion.ci_high:+.4f})"
+            ),
         )
     )
 
@@ -176,7 +219,7 @@ def run_gate(
             value=candidate.p95_latency_ms,
             threshold=config.max_p95_latency_ms,
             passed=candidate.p95_latency_ms <= config.max_p95_latency_ms,
-            detail=f"p50 {candidate.p50_latency_ms:.0f} ms, p95 {candidate.p95_latency_ms:.0f} ms",
+            detail=f"single requests: p50 {candidate.p50_latency_ms:.0f} ms, p95 {candidate.p95_latency_ms:.0f} ms",
         )
     )
 
@@ -198,19 +241,76 @@ def run_gate(
             else f"no focus dim worse ({', '.join(focus_dims)})",
         )
     )
-    if constant is not None:
-        const_gain, const_probability, const_compared = paired_bootstrap(
-            constant, candidate, rounded=rounded, samples=config.bootstrap_samples, seed=config.seed
+    if baselines:
+        results = {
+            name: compare_rows(
+                report, candidate, rounded=rounded, samples=config.bootstrap_samples, seed=config.seed
+            )
+            for name, report in baselines.items()
+        }
+        foreign = sorted(
+            name for name, report in baselines.items() if report.data_hash != candidate.data_hash
         )
+        weakest = min(r.probability for r in results.values())
         checks.append(
             GateCheck(
-                name="beats_constant",
-                value=const_probability,
+                name="beats_baselines",
+                value=weakest,
                 threshold=config.confidence,
-                passed=constant.data_hash == candidate.data_hash
-                and const_compared > 0
-                and const_probability >= config.confidence,
-                detail=f"vs {constant.predictor}: mean per-row gain {const_gain:+.4f} over {const_compared} rows",
+                passed=not foreign
+                and all(r.n_rows > 0 and r.probability >= config.confidence for r in results.values()),
+                detail="; ".join(
+                    f"vs {name}: gain {r.mean_gain:+.4f} over {r.n_rows} rows, P {r.probability:.3f}"
+                    for name, r in results.items()
+                )
+                + (f"; scored on other rows: {', '.join(foreign)}" if foreign else ""),
             )
         )
     return GateResult(promoted=all(c.passed for c in checks), checks=checks, config=config)
+
+
+def gate_candidates(
+    champion_before: ChampionRecord,
+    champion: EvalReport,
+    candidates: dict[str, EvalReport],
+    focus_dims: dict[str, list[str]],
+    config: GateConfig,
+    baselines: dict[str, EvalReport],
+) -> CycleGate:
+    """Gate the K evaluated candidates of a cycle against the champion, Holm-corrected; pick the winner."""
+    rounded = config.metric == "vector_mae_rounded"
+    names = sorted(candidates)
+    bootstraps = {
+        n: compare_rows(
+            champion, candidates[n], rounded=rounded, samples=config.bootstrap_samples, seed=config.seed
+        )
+        for n in names
+    }
+    p_values = {n: bootstraps[n].p_value for n in names}
+    alpha = 1 - config.confidence
+    if config.holm:
+        thresholds, holm_passed = holm_thresholds([p_values[n] for n in names], alpha)
+    else:
+        thresholds, holm_passed = [alpha] * len(names), [p_values[n] <= alpha for n in names]
+    alphas = dict(zip(names, thresholds, strict=True))
+    results = {
+        n: run_gate(champion, candidates[n], focus_dims[n], config, baselines, bootstrap_alpha=alphas[n])
+        for n in names
+    }
+    for name, passed in zip(names, holm_passed, strict=True):
+        check = results[name].check("bootstrap")
+        if check.passed and not passed:
+            # Holm is step-down: once a smaller p-value fails its threshold, every larger one fails too.
+            check.passed = False
+            check.detail += " (Holm: a candidate with stronger evidence already failed)"
+            results[name].promoted = False
+    passing = [n for n in names if results[n].promoted]
+    winner = max(passing, key=lambda n: (bootstraps[n].mean_gain, n), default=None)
+    return CycleGate(
+        champion_before=champion_before,
+        candidates=results,
+        p_values=p_values,
+        holm_thresholds=alphas,
+        winner=winner,
+        winner_gain=bootstraps[winner].mean_gain if winner else None,
+    )

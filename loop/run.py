@@ -1,4 +1,4 @@
-"""Run kotone-loop cycles: snapshot -> diagnose -> plan -> augment -> train -> evaluate -> gate -> log.
+"""Run kotone-loop cycles: snapshot -> diagnose -> plan -> augment -> train -> evaluate -> gate -> confirm -> log.
 
     python -m loop.run                    # the next cycle (cycle 0 first: the base model becomes champion)
     python -m loop.run --cycle 5          # exactly cycle 5
@@ -17,13 +17,15 @@ import argparse
 import asyncio
 import json
 import logging
+import shutil
+import signal
 import sys
 import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
-from loop.config import DEFAULT_HPARAMS, LoopConfig, load_config
+from loop.config import LoopConfig, load_config
 from loop.stages.calls import act
 from loop.stages.snapshot import read_snapshot
 from loop.state import STAGES, CycleState, LoopLocked, RunLock, now_iso
@@ -66,7 +68,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--max-eval-rows", type=int, help="score only the first N validation rows")
     parser.add_argument("--train-time-budget", type=float, help="seconds of training per cycle at most")
-    parser.add_argument("--plateau", type=int, help="stop after this many cycles in a row without promotion")
+    parser.add_argument(
+        "--plateau", type=int, help="stop after this many cycles of K candidates in a row without a promotion"
+    )
+    parser.add_argument(
+        "--candidates", type=int, metavar="K", help="candidates per cycle, trained in parallel (default 2)"
+    )
+    parser.add_argument(
+        "--ray-address", help="run candidates on an existing Ray cluster (default: RAY_ADDRESS, else local)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -82,8 +92,14 @@ def settings_epilog() -> str:
         "Settings: defaults < --config FILE (JSON) < KOTONE_* env vars < these flags. A bad or unknown\n"
         f"setting is refused in one line (exit 2) before anything is written. Settings variables:\n{settings}\n"
         "(KOTONE_<FIELD> / KOTONE_GATE__<FIELD> of loop/config.py, JSON values accepted).\n"
-        f"Other variables:\n{describe()}\n"
-        "Secrets: MISTRAL_API_KEY (planner and teacher 'auto' use Mistral), WANDB_API_KEY (online tracking)."
+        "Other variables:\n"
+        + describe(
+            extra={
+                "MISTRAL_API_KEY": "planner and teacher 'auto' use Mistral when set",
+                "WANDB_API_KEY": "needed for KOTONE_TRACKING=online",
+                "TQDM_DISABLE": "1 = no progress bars at all",
+            }
+        )
     )
 
 
@@ -97,6 +113,8 @@ FLAG_SETTINGS = {
     "max_eval_rows": ("max_eval_rows", "--max-eval-rows"),
     "train_time_budget": ("train_time_budget_s", "--train-time-budget"),
     "plateau": ("plateau_patience", "--plateau"),
+    "candidates": ("candidates", "--candidates"),
+    "ray_address": ("ray_address", "--ray-address"),
 }
 
 
@@ -110,17 +128,52 @@ def config_from_args(args: argparse.Namespace) -> LoopConfig:
     return build_config({**load_config(args.config).model_dump(), **overrides}, sources)
 
 
-async def bootstrap(session: Any) -> None:
-    print("cycle 0: evaluating the base model and the baselines on the validation split", flush=True)
-    champion = await act(session, "bootstrap", "bootstrap_champion_tool", {})
+async def bootstrap(session: Any, token: str) -> None:
+    print("cycle 0: scoring the base model and the baselines on the validation split", flush=True)
+    champion = await act(session, "bootstrap", "bootstrap_champion_tool", {"lock_token": token})
     metrics = champion["metrics"]
-    print(f"cycle 0: base model is champion (vector_mae {metrics['vector_mae']:.3f})", flush=True)
+    print(
+        f"cycle 0: champion is {champion['candidate']} (valid MAE {metrics['vector_mae']:.3f} / "
+        f"{metrics['vector_mae_rounded']:.3f} rounded)",
+        flush=True,
+    )
 
 
-async def run_cycle(session: Any, cycle: int, config: LoopConfig) -> str:
-    """Run (or resume) one cycle; returns its verdict."""
-    from agent.backends import PlannerConfig, make_planner
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def planning_context(config: LoopConfig) -> Any:
     from agent.planner import PlanningContext
+
+    return PlanningContext(
+        candidates=config.candidates,
+        default_hparams=config.default_hparams(),
+        default_options=config.student_options,
+        folds=config.cv_folds,
+    )
+
+
+async def plan_stage(session: Any, cycle: int, config: LoopConfig, out: Path) -> None:
+    from agent.backends import PlannerConfig, make_planner
+    from tools.core.atomic import atomic_write_json
+
+    planner_config = PlannerConfig.from_env().model_copy(update={"backend": config.planner})
+    planner_config.mistral.model = config.mistral_model
+    if config.mistral_server_url:
+        planner_config.mistral.server_url = config.mistral_server_url
+    plan = await make_planner(planner_config).plan(session, cycle, planning_context(config))
+    atomic_write_json(out / "plan.json", plan)
+    session.transcript.write(out)
+    print(
+        f"cycle {cycle}: plan by {plan.planner}: {len(plan.candidates)} candidates, focus {', '.join(plan.focus_dims)}"
+    )
+    for spec in plan.candidates:
+        print(f"  {spec.name}: {spec.describe()} — {spec.reason}", flush=True)
+
+
+async def run_cycle(session: Any, cycle: int, config: LoopConfig, token: str) -> str:
+    """Run (or resume) one cycle; returns its verdict."""
     from agent.transcript import Transcript
 
     out = cycle_dir(cycle)
@@ -136,6 +189,7 @@ async def run_cycle(session: Any, cycle: int, config: LoopConfig) -> str:
     state.save(out)
     started = time.perf_counter()
     session.transcript = Transcript()
+    arguments = {"cycle": cycle, "lock_token": token}
 
     for stage in STAGES:
         if stage in state.completed:
@@ -145,58 +199,63 @@ async def run_cycle(session: Any, cycle: int, config: LoopConfig) -> str:
             await read_snapshot(session)
             session.transcript.write(out)
         elif stage == "diagnose":
-            diagnosis = await act(session, stage, "diagnose_failures_tool", {"cycle": cycle})
-            weakest = ", ".join(f"{w['dim']} {w['champion_mae']:.2f}" for w in diagnosis["weak_dims"][:3])
-            print(f"cycle {cycle}: weakest dims {weakest}", flush=True)
+            diagnosis = await act(session, stage, "diagnose_failures_tool", arguments)
+            weakest = ", ".join(
+                f"{w['dim']} {_fmt(w['champion_cv_mae'])} (constant {_fmt(w['constant_cv_mae'])})"
+                for w in diagnosis["weak_dims"][:3]
+            )
+            print(f"cycle {cycle}: weakest dims, out-of-fold on train: {weakest}", flush=True)
         elif stage == "plan":
-            planner_config = PlannerConfig.from_env().model_copy(update={"backend": config.planner})
-            planner_config.mistral.model = config.mistral_model
-            if config.mistral_server_url:
-                planner_config.mistral.server_url = config.mistral_server_url
-            planner = make_planner(planner_config)
-            plan = await planner.plan(
-                session, cycle, PlanningContext(default_hparams=DEFAULT_HPARAMS[config.student])
-            )
-            from tools.core.atomic import atomic_write_json
-
-            atomic_write_json(out / "plan.json", plan)
-            session.transcript.write(out)
-            print(
-                f"cycle {cycle}: plan by {plan.planner}: focus {', '.join(plan.focus_dims)}; "
-                f"{plan.augmentation.new_pairs} new pairs; lr {plan.hparams.learning_rate:g}, "
-                f"r {plan.hparams.lora_r}, epochs {plan.hparams.epochs:g}",
-                flush=True,
-            )
+            await plan_stage(session, cycle, config, out)
         elif stage == "augment":
-            summary = await act(session, stage, "augment_training_data_tool", {"cycle": cycle})
-            print(
-                f"cycle {cycle}: augmentation kept {summary['n_kept']} of "
-                f"{summary['n_generated'] + summary['n_replay']}; training on {summary['train_rows']} rows",
-                flush=True,
-            )
+            summaries = await act(session, stage, "augment_training_data_tool", arguments)
+            for name, s in summaries.items():
+                print(
+                    f"  {name}: teacher {s['teacher']} {s['n_generated']} of {s['teacher_pairs_requested']} pairs, "
+                    f"replay {s['n_replay']} of {s['replay_requested']}, kept {s['n_kept']}; "
+                    f"training on {s['train_rows']} rows",
+                    flush=True,
+                )
         elif stage == "train":
-            summary = await act(session, stage, "train_candidate_tool", {"cycle": cycle})
-            print(
-                f"cycle {cycle}: trained {summary['steps']} steps, final loss {summary['final_loss']:.4f}",
-                flush=True,
-            )
+            print(f"cycle {cycle}: training {len(read_plan_names(out))} candidates as Ray tasks", flush=True)
+            results = await act(session, stage, "train_candidates_tool", arguments)
+            for name, r in results.items():
+                cv = (
+                    f"CV MAE {_fmt(r['cv_mae'])} / {_fmt(r['cv_mae_rounded'])}"
+                    if r["cv_mae"] is not None
+                    else ""
+                )
+                print(f"  {name}: {r['status']} {cv} {r['note']}".rstrip(), flush=True)
         elif stage == "evaluate":
-            metrics = await act(session, stage, "evaluate_candidate_tool", {"cycle": cycle})
-            print(f"cycle {cycle}: candidate vector_mae {metrics['vector_mae']:.3f}", flush=True)
+            results = await act(session, stage, "evaluate_candidates_tool", arguments)
+            for name, r in results.items():
+                spread = r["member_valid_mae"]
+                seeds = f"; seeds {min(spread):.3f}..{max(spread):.3f}" if len(spread) > 1 else ""
+                print(
+                    f"  {name}: valid MAE {_fmt(r['vector_mae'])} / {_fmt(r['vector_mae_rounded'])}, "
+                    f"p95 {r['p95_latency_ms']:.0f} ms{seeds}",
+                    flush=True,
+                )
         elif stage == "gate":
-            gate = await act(session, stage, "run_gate_tool", {"cycle": cycle})
-            failed = [c["name"] for c in gate["checks"] if not c["passed"]]
-            print(
-                f"cycle {cycle}: gate {'PASS' if gate['promoted'] else 'FAIL: ' + ', '.join(failed)}",
-                flush=True,
-            )
+            gate = await act(session, stage, "run_gate_tool", arguments)
+            for name, result in gate["candidates"].items():
+                failed = [c["name"] for c in result["checks"] if not c["passed"]]
+                print(
+                    f"  {name}: gate {'PASS' if result['promoted'] else 'FAIL: ' + ', '.join(failed)}",
+                    flush=True,
+                )
+            print(f"cycle {cycle}: gate winner {gate['winner'] or 'none'}", flush=True)
+        elif stage == "confirm":
+            gate = await act(session, stage, "confirm_winner_tool", arguments)
+            if gate["winner"]:
+                print(f"cycle {cycle}: confirmation: {gate['confirm_note']}", flush=True)
         elif stage == "log":
             wall = round(time.perf_counter() - started, 1)
             await act(
                 session,
                 stage,
                 "write_decision_log_tool",
-                {"cycle": cycle, "started_at": state.started_at, "wall_s": wall},
+                {**arguments, "started_at": state.started_at, "wall_s": wall},
             )
         log.info("cycle %d stage %s done in %.1fs", cycle, stage, time.perf_counter() - stage_start)
         state.mark_done(stage, out)
@@ -208,24 +267,31 @@ async def run_cycle(session: Any, cycle: int, config: LoopConfig) -> str:
     return decision["verdict"]
 
 
+def read_plan_names(out: Path) -> list[str]:
+    return [c["name"] for c in json.loads((out / "plan.json").read_text())["candidates"]]
+
+
 def cycle_table(decision: dict[str, Any]) -> str:
-    """Candidate vs champion vs baselines (raw and rounded MAE, per dim) and the gate checks, as text."""
-    from tools.core.schema import DIMS
-
-    def fmt(value: float | None) -> str:
-        return "   -  " if value is None else f"{value:6.3f}"
-
-    lines = [f"{'':<24}{'mae':>7}{'round':>7}" + "".join(f"{d[:6]:>8}" for d in DIMS)]
-    for row in decision["table"]:
-        per_dim = "".join(f"{fmt(row['per_dim_mae'].get(d)):>8}" for d in DIMS)
+    """Every candidate vs the champion vs the baselines (valid MAE raw and rounded, CV MAE), as text."""
+    lines = [f"{'':<34}{'valid':>8}{'round':>8}{'cv':>8}{'cv rnd':>8}  verdict"]
+    for c in decision["candidates"]:
+        valid = c["valid"] or {}
         lines.append(
-            f"{row['role'][:24]:<24}{fmt(row['vector_mae']):>7}{fmt(row['vector_mae_rounded']):>7}{per_dim}"
+            f"{'candidate ' + c['name']:<34}{_fmt(valid.get('vector_mae')):>8}{_fmt(valid.get('vector_mae_rounded')):>8}"
+            f"{_fmt(c['cv_mae']):>8}{_fmt(c['cv_mae_rounded']):>8}  {c['status']}"
+            + (f" ({', '.join(c['failed_checks'])})" if c["failed_checks"] else "")
         )
-    checks = ", ".join(f"{c['name']} {'ok' if c['passed'] else 'FAIL'}" for c in decision["gate"]["checks"])
-    return "\n".join(lines) + f"\ngate: {checks}"
+    for row in decision["table"]:
+        if row["role"].startswith("winner"):
+            continue
+        lines.append(
+            f"{row['role'][:34]:<34}{_fmt(row['vector_mae']):>8}{_fmt(row['vector_mae_rounded']):>8}"
+        )
+    return "\n".join(lines)
 
 
-def _record_crash(cycle: int, error: BaseException) -> None:
+def _record_stop(cycle: int, status: str, error: BaseException | str) -> None:
+    """A history line for a cycle that crashed or was interrupted (it can be resumed)."""
     from loop.history import append_history
     from tools.core.contracts import CycleHistoryEntry
 
@@ -234,8 +300,8 @@ def _record_crash(cycle: int, error: BaseException) -> None:
     append_history(
         CycleHistoryEntry(
             cycle=cycle,
-            status="crashed",
-            description=f"crashed after {last}: {str(error)[:200]}",
+            status=status,  # type: ignore[arg-type]
+            description=f"{status} after {last}: {str(error)[:200]}",
             started_at=state.started_at,
             finished_at=now_iso(),
         )
@@ -274,18 +340,15 @@ def next_cycle() -> int:
     return max(done, default=0) + 1
 
 
-async def run(args: argparse.Namespace, config: LoopConfig) -> int:
+async def run(args: argparse.Namespace, config: LoopConfig, token: str) -> int:
     from agent.mcp_client import McpEndpoint, open_session
+    from agent.planner import SearchExhausted
     from loop.registry import current_champion
 
-    mismatch = champion_data_mismatch(config)
-    if mismatch:
-        print(f"error: {mismatch}", file=sys.stderr)
-        return 2
     endpoint = McpEndpoint.local_stdio().model_copy(update={"read_timeout_s": ACTION_TIMEOUT_S})
     async with open_session(endpoint) as session:
         if current_champion() is None:
-            await bootstrap(session)
+            await bootstrap(session, token)
             if args.cycle == 0:
                 return 0
         if args.resume:
@@ -312,9 +375,19 @@ async def run(args: argparse.Namespace, config: LoopConfig) -> int:
         without_promotion = 0
         while True:
             try:
-                verdict = await run_cycle(session, cycle, config)
+                verdict = await run_cycle(session, cycle, config, token)
+            except SearchExhausted as exhausted:
+                shutil.rmtree(cycle_dir(cycle), ignore_errors=True)  # only its snapshot and diagnosis
+                print(f"stopping: plateau — the search space the planner knows is exhausted ({exhausted})")
+                break
+            except asyncio.CancelledError:
+                _record_stop(cycle, "interrupted", "stopped by a signal")
+                print(
+                    f"cycle {cycle}: INTERRUPTED; continue with: python -m loop.run --resume", file=sys.stderr
+                )
+                return 130
             except Exception as error:
-                _record_crash(cycle, error)
+                _record_stop(cycle, "crashed", error)
                 print(
                     f"cycle {cycle}: CRASHED: {error}\nfix the cause, then: python -m loop.run --resume",
                     file=sys.stderr,
@@ -322,7 +395,10 @@ async def run(args: argparse.Namespace, config: LoopConfig) -> int:
                 return 1
             without_promotion = 0 if verdict == "promoted" else without_promotion + 1
             if without_promotion >= config.plateau_patience and (cycles is None or len(cycles) > 1):
-                print(f"stopping: {without_promotion} cycles in a row without a promotion (plateau)")
+                print(
+                    f"stopping: plateau — {without_promotion} cycles of {config.candidates} candidates "
+                    "without a promotion"
+                )
                 break
             cycle += 1
             if cycles is not None and cycle > cycles[-1]:
@@ -333,18 +409,43 @@ async def run(args: argparse.Namespace, config: LoopConfig) -> int:
     return 0
 
 
+def run_until_signal(args: argparse.Namespace, config: LoopConfig, token: str) -> int:
+    """`run`, stopped within seconds by Ctrl-C (SIGINT) or SIGTERM: the cycle is recorded as interrupted,
+    the MCP server and its workers are shut down, the lock is released; `--resume` continues."""
+
+    async def supervised() -> int:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        assert task is not None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        try:
+            return await run(args, config, token)
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    try:
+        return asyncio.run(supervised())
+    except asyncio.CancelledError:
+        print("interrupted; continue with: python -m loop.run --resume", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 done, 1 a cycle or the run failed, 2 refused (bad settings or data, locked, other champion)."""
     from loop.failures import exit_code, one_line_causes
     from tools.data.dataset import load_dataset
+    from tools.tracking.env import set_tracking_environment
 
+    set_tracking_environment()  # before anything can import wandb / weave (they read it at import)
     args = parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
     )
     try:
         config = config_from_args(args)
-        with RunLock(loop_dir() / ".lock"):
+        with RunLock(loop_dir() / ".lock") as lock:
             if args.rollback is not None:
                 from loop.registry import rollback
 
@@ -360,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
             from loop.stages.inputs import save_config
 
             save_config(config)
-            return asyncio.run(run(args, config))
+            assert lock.token is not None
+            return run_until_signal(args, config, lock.token)
     except LoopLocked as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

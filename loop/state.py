@@ -14,7 +14,17 @@ from pydantic import BaseModel
 
 from tools.core.atomic import atomic_write_json
 
-STAGES: tuple[str, ...] = ("snapshot", "diagnose", "plan", "augment", "train", "evaluate", "gate", "log")
+STAGES: tuple[str, ...] = (
+    "snapshot",
+    "diagnose",
+    "plan",
+    "augment",
+    "train",
+    "evaluate",
+    "gate",
+    "confirm",
+    "log",
+)
 
 
 def now_iso() -> str:

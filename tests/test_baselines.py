@@ -5,7 +5,7 @@ import pytest
 
 from tools.core.schema import ParamVector, SourceType, TrainingRow
 from tools.data.dataset import REAL_DATA_DIR, load_dir
-from tools.evaluation.baselines import MedianBaseline, learnability
+from tools.evaluation.baselines import TextBaseline, learnability
 from tools.evaluation.harness import evaluate_baselines
 
 WORDS = ["storm", "lullaby", "parade", "candle", "engine", "meadow"]
@@ -30,10 +30,10 @@ def _rows(n, seed, source=SourceType.rule_prompt, signal=True):
 
 def test_median_baseline_predicts_the_training_median_for_everything():
     train = _rows(50, 0)
-    preds = MedianBaseline().fit(train).predict_batch(["x", "y"])
+    preds = TextBaseline("train-median").fit(train).predict_batch(["x", "y"])
     expected = np.median([r.target.as_list() for r in train], axis=0)
     assert preds[0].values == pytest.approx(expected.tolist())
-    assert preds[1].served_by == "baseline"
+    assert preds[1].raw_output == preds[0].raw_output
 
 
 def test_ridge_beats_median_when_words_carry_the_signal():

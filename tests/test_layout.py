@@ -12,9 +12,19 @@ ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "data": {"tools.core"},
     "evaluation": {"tools.core", "tools.data"},
-    "student": {"tools.core", "tools.data"},
+    "student": {"tools.core", "tools.data", "tools.evaluation"},
     "tracking": {"tools.core", "tools.evaluation"},
-    "mcp": {"tools.core", "tools.data", "tools.evaluation", "tools.student", "tools.tracking", "loop.stages"},
+    "serving": {"tools.core", "tools.data", "tools.student"},
+    "mcp": {
+        "tools.core",
+        "tools.data",
+        "tools.evaluation",
+        "tools.student",
+        "tools.tracking",
+        "tools.serving",
+        "loop.stages",
+        "loop.state",
+    },
 }
 
 

@@ -11,14 +11,24 @@ import sys
 from pathlib import Path
 
 from tools.core.atomic import atomic_write_json
+from tools.core.env_vars import describe
+from tools.core.paths import file_stem
 from tools.data.dataset import load_dataset
 from tools.evaluation.harness import evaluate, evaluate_baselines, format_table
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tools.tracking.env import set_tracking_environment
+
+    set_tracking_environment()  # before anything can import wandb / weave (they read it at import)
     parser = argparse.ArgumentParser(
         prog="python -m tools.evaluate",
         description="Evaluate a student (and the baselines, always) on one split; write EvalReport JSON.",
+        epilog="Environment:\n"
+        + describe(
+            ["KOTONE_CACHE", "KOTONE_PROGRESS_EVERY"], extra={"TQDM_DISABLE": "1 = no progress bars at all"}
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--data", default="shipped", help="'shipped', 'real' (../shared/kotone-ft), 'hub[:id]' or a folder"
@@ -70,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{dataset}: {len(rows)} rows\n" + format_table(reports))
     if args.out:
         for report in reports:
-            atomic_write_json(args.out / f"eval_{report.predictor}_{report.decoder}.json", report)
+            atomic_write_json(
+                args.out / f"{file_stem(f'eval_{report.predictor}_{report.decoder}')}.json", report
+            )
         print(f"\nreports written to {args.out}")
     return 0
 

@@ -1,92 +1,265 @@
-"""Train and evaluate stages: the cycle's candidate trained on its training set, then scored on valid."""
+"""Train and evaluate stages: the cycle's K candidates trained in parallel (Ray tasks), then each scored on
+the frozen validation rows and registered.
+
+Per candidate, `artifacts/loop/cycle_N/candidates/NAME/` holds `train.jsonl` (augment stage), `student/`
+(its folder, see `tools.student.recipes`), `training.json` (`TrainingOutcome`: trained, pruned, crashed or
+not trained) and `eval_valid.json`. A candidate with `training.json` is never trained again: `--resume`
+after a kill trains only the unfinished ones (and those skip their finished LM members).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
 from loop.config import LoopConfig
-from loop.registry import metric_summary, register_candidate
-from loop.stages.inputs import dataset, read_plan, valid_rows
+from loop.registry import champion_oof, current_champion, register_candidate
+from loop.stages.augment import TRAIN_FILE
+from loop.stages.inputs import candidate_dir, dataset, load_loop_config, read_plan, valid_rows
+from loop.stages.scoring import cv_report, evaluate_student, log_cv, log_valid
 from tools.core.atomic import atomic_write_json
-from tools.core.paths import cycle_dir
-from tools.core.schema import TrainingRow
+from tools.core.contracts import CandidateSpec
 from tools.data.dataset import load_jsonl
 from tools.evaluation.harness import evaluate
+from tools.evaluation.metrics import EvalReport
+from tools.student.recipes import Pruner, RecipeResult, train_recipe
+
+TRAINING_FILE = "training.json"
+EVALUATION_FILE = "evaluation.json"
+STUDENT_DIR = "student"
+CONFIRM_DIR = "confirm"
+CONFIRM_SEED_OFFSET = 1000
+
+TrainingStatus = Literal["trained", "pruned", "crashed", "not_trained"]
 
 
-def train(cycle: int, config: LoopConfig) -> dict:
-    """Train the candidate from the base model on the cycle's training set (resumes from checkpoints)."""
-    from tools.student.interface import train_student
+class TrainingOutcome(BaseModel):
+    status: TrainingStatus
+    result: RecipeResult | None = None
+    error: str | None = None
+    wandb_run_id: str | None = None
+
+    @property
+    def note(self) -> str:
+        if self.status == "pruned" and self.result is not None:
+            return self.result.pruned or ""
+        if self.status == "not_trained":
+            return "the time budget ended before any training step"
+        return self.error or ""
+
+
+class CandidateEvaluation(BaseModel):
+    """A candidate on valid: its report's run ids and the spread of its seeds (the fold ensemble's members)."""
+
+    eval_run_id: str
+    cv_run_id: str | None
+    member_valid_mae: list[float]
+
+
+def training_outcome(cycle: int, name: str, folder: str = "") -> TrainingOutcome | None:
+    path = candidate_dir(cycle, name) / folder / TRAINING_FILE
+    return TrainingOutcome.model_validate_json(path.read_text()) if path.is_file() else None
+
+
+def train_candidate_task(cycle: int, name: str, seed_offset: int, folder: str) -> dict[str, Any]:
+    """One candidate, in a Ray worker: the recipe trained on the candidate's rows into `folder`."""
+    config = load_loop_config()
+    spec = read_plan(cycle).candidate(name)
+    root = candidate_dir(cycle, name)
+    pruner = None
+    if seed_offset == 0:
+        pruner = Pruner(
+            champion_oof(current_champion()),
+            rounded=config.gate.metric == "vector_mae_rounded",
+            confidence=config.gate.prune_confidence,
+            samples=config.gate.bootstrap_samples,
+            seed=config.gate.seed,
+        )
+    steps: list[dict] = []
+    result = train_recipe(
+        spec.student,
+        spec.hparams,
+        load_jsonl(root / TRAIN_FILE),
+        base_spec=config.base_model,
+        output_dir=root / folder / STUDENT_DIR,
+        seed=spec.seed + seed_offset,
+        pruner=pruner,
+        time_budget_s=config.train_time_budget_s,
+        checkpoint_every_steps=config.checkpoint_every_steps,
+        on_step=steps.append,
+        progress=False,
+    )
+    return {"result": result.model_dump(mode="json"), "steps": steps}
+
+
+def _log_training(
+    cycle: int, spec: CandidateSpec, folder: str, steps: list[dict], result: RecipeResult
+) -> str:
     from tools.tracking import start_training_run
 
-    plan = read_plan(cycle)
-    out = cycle_dir(cycle)
-    rows = load_jsonl(out / f"train.cycle_{cycle}.jsonl")
     run = start_training_run(
-        name=f"cycle{cycle}-train",
+        name=f"cycle{cycle}-{spec.name}{'-' + folder if folder else ''}-train",
         group=f"cycle_{cycle}",
         config={
             "cycle": cycle,
-            "student": config.student,
-            "base_model": config.base_model,
-            **plan.hparams.model_dump(),
-            "train_rows": len(rows),
+            "candidate": spec.name,
+            "student": spec.student.label(),
+            **spec.hparams.model_dump(),
+            "seed": spec.seed,
         },
     )
-    result = train_student(
-        config.student,
-        plan.hparams,
-        rows,
-        base_spec=config.base_model,
-        output_dir=out / "candidate",
-        seed=config.seed + cycle,
-        time_budget_s=config.train_time_budget_s,
-        checkpoint_every_steps=config.checkpoint_every_steps,
-        options=config.student_options,
-        on_step=run.log_step,
-    )
-    summary = result.model_dump(mode="json")
-    summary["wandb_run_id"] = run.finish(
-        {f"train/{k}": v for k, v in summary.items() if isinstance(v, int | float)}
-    )
-    atomic_write_json(out / "training.json", summary)
-    return summary
+    for index, step in enumerate(steps, start=1):
+        run.log_step({**step, "step": index})
+    summary = {"cv_mae": result.cv_mae, "cv_mae_rounded": result.cv_mae_rounded, "wall_s": result.wall_s}
+    return run.finish({f"train/{k}": v for k, v in summary.items() if v is not None})
 
 
-def evaluate_candidate(cycle: int, config: LoopConfig) -> dict:
-    """Candidate on the frozen validation rows; logged to W&B + Weave; registered in the registry."""
+def _record(cycle: int, spec: CandidateSpec, folder: str, outcome: Any) -> TrainingOutcome:
+    from loop.parallel import TaskFailure
+
+    if isinstance(outcome, TaskFailure):
+        record = TrainingOutcome(status="crashed", error=f"{outcome.kind}: {outcome.message}")
+    else:
+        result = RecipeResult.model_validate(outcome["result"])
+        status: TrainingStatus = (
+            "pruned" if result.pruned else "not_trained" if result.not_trained else "trained"
+        )
+        record = TrainingOutcome(
+            status=status,
+            result=result,
+            wandb_run_id=_log_training(cycle, spec, folder, outcome["steps"], result),
+        )
+    atomic_write_json(candidate_dir(cycle, spec.name) / folder / TRAINING_FILE, record)
+    return record
+
+
+def train_specs(
+    cycle: int, specs: list[CandidateSpec], config: LoopConfig, *, seed_offset: int = 0, folder: str = ""
+) -> dict[str, TrainingOutcome]:
+    """Train `specs` as parallel Ray tasks; each outcome is written the moment its task ends."""
+    from loop.parallel import run_tasks
+
+    outcomes = {s.name: o for s in specs if (o := training_outcome(cycle, s.name, folder)) is not None}
+    pending = {s.name: s for s in specs if s.name not in outcomes}
+    if pending:
+        run_tasks(
+            train_candidate_task,
+            {name: (cycle, name, seed_offset, folder) for name in pending},
+            cpus_per_task=config.cpus_per_candidate if seed_offset == 0 else config.confirm_cpus,
+            address=config.ray_address,
+            on_done=lambda name, outcome: outcomes.__setitem__(
+                name, _record(cycle, pending[name], folder, outcome)
+            ),
+        )
+    return {s.name: outcomes[s.name] for s in specs}
+
+
+def train(cycle: int, config: LoopConfig) -> dict[str, dict]:
+    """Every candidate of the plan (finished ones are not trained again)."""
+    outcomes = train_specs(cycle, read_plan(cycle).candidates, config)
+    return {
+        name: {
+            "status": o.status,
+            "cv_mae": o.result.cv_mae if o.result else None,
+            "cv_mae_rounded": o.result.cv_mae_rounded if o.result else None,
+            "note": o.note,
+        }
+        for name, o in outcomes.items()
+    }
+
+
+def seed_members(student: Any) -> list[Any]:
+    """The fold ensemble's members inside a student (its own, or a stack's LM component), if any."""
+    from tools.student.ensemble import EnsembleStudent
+    from tools.student.stack import LM_COMPONENT, StackStudent
+
+    if isinstance(student, StackStudent):
+        student = student.components.get(LM_COMPONENT)
+    return list(student.members) if isinstance(student, EnsembleStudent) else []
+
+
+def evaluate_folder(
+    cycle: int, spec: CandidateSpec, config: LoopConfig, folder: str = ""
+) -> tuple[EvalReport, CandidateEvaluation]:
+    """Score a trained candidate's student on valid (with its members' spread) and log it."""
     from tools.student.interface import load_student
-    from tools.tracking import log_evaluation
 
     data = dataset(config)
     rows = valid_rows(config, data)
-    student_dir = cycle_dir(cycle) / "candidate"
+    student_dir = candidate_dir(cycle, spec.name) / folder / STUDENT_DIR
     student = load_student(config.base_model, student_dir)
-    decoder = student.default_decoder(config.decoder)
-    report = evaluate(
-        lambda texts: student.predict_batch(texts, decoder=decoder),
-        rows,
-        predictor=f"cycle{cycle}-candidate",
-        decoder=decoder,
-        dataset=f"{data.name}/valid",
-        batch_size=config.eval_batch_size,
+    label = f"{spec.name}{'-' + folder if folder else ''}"
+    report = evaluate_student(
+        student, rows, predictor=f"cycle{cycle}-{label}", dataset=f"{data.name}/valid", config=config
     )
-    # p95 latency is a per-request figure: measure single requests, not batch shares.
-    report = report.model_copy(update=single_request_latency(student, decoder, rows))
-    run_id = log_evaluation(
-        report,
-        name=f"cycle{cycle}-candidate",
-        group=f"cycle_{cycle}",
-        config={"role": "candidate", "cycle": cycle, "split": "valid", "student": config.student},
+    member_mae = [
+        evaluate(
+            lambda texts, m=member: m.predict_batch(texts, decoder=m.default_decoder("skeleton_ev")),
+            rows,
+            predictor=f"{label}-member{i}",
+            decoder="member",
+            dataset=report.dataset,
+            progress=False,
+        ).vector_mae
+        for i, member in enumerate(seed_members(student))
+    ]
+    extra = {"student": spec.student.label(), "recipe_key": spec.recipe_key()}
+    run_id = log_valid(report, cycle=cycle, name=label, role="candidate", extra=extra)
+    cv_run = log_cv(
+        cv_report(student_dir, data.train, predictor=f"cycle{cycle}-{label}", dataset=data.name),
+        cycle=cycle,
+        name=label,
+        role="candidate",
+        extra=extra,
     )
-    atomic_write_json(cycle_dir(cycle) / "eval_candidate.json", report)
-    register_candidate(cycle, student_dir, report, base_model=config.base_model, eval_run_id=run_id)
-    return {"eval_run_id": run_id, **metric_summary(report).model_dump()}
+    evaluation = CandidateEvaluation(
+        eval_run_id=run_id, cv_run_id=cv_run, member_valid_mae=[m for m in member_mae if m is not None]
+    )
+    out = candidate_dir(cycle, spec.name) / folder
+    atomic_write_json(out / "eval_valid.json", report)
+    atomic_write_json(out / EVALUATION_FILE, evaluation)
+    return report, evaluation
 
 
-def single_request_latency(student: object, decoder: str, rows: list[TrainingRow], n: int = 20) -> dict:
-    import numpy as np
+def read_evaluation(cycle: int, name: str, folder: str = "") -> tuple[EvalReport, CandidateEvaluation] | None:
+    out = candidate_dir(cycle, name) / folder
+    if not (out / EVALUATION_FILE).is_file():
+        return None
+    return (
+        EvalReport.model_validate_json((out / "eval_valid.json").read_text()),
+        CandidateEvaluation.model_validate_json((out / EVALUATION_FILE).read_text()),
+    )
 
-    latencies = [student.predict_one(r.request_text, decoder=decoder).latency_ms for r in rows[:n]]  # type: ignore[attr-defined]
-    return {
-        "p50_latency_ms": float(np.percentile(latencies, 50)),
-        "p95_latency_ms": float(np.percentile(latencies, 95)),
-    }
+
+def evaluate_candidates(cycle: int, config: LoopConfig) -> dict[str, dict]:
+    """Every trained candidate on the frozen validation rows; registered in the registry."""
+    data = dataset(config)
+    summaries = {}
+    for spec in read_plan(cycle).candidates:
+        outcome = training_outcome(cycle, spec.name)
+        if outcome is None or outcome.status != "trained":
+            continue
+        done = read_evaluation(cycle, spec.name)
+        report, evaluation = done if done else evaluate_folder(cycle, spec, config)
+        student_dir: Path = candidate_dir(cycle, spec.name) / STUDENT_DIR
+        register_candidate(
+            cycle,
+            spec.name,
+            student_dir,
+            report,
+            base_model=config.base_model,
+            decoder=report.decoder,
+            recipe=spec.student,
+            hparams=spec.hparams,
+            eval_run_id=evaluation.eval_run_id,
+            cv=cv_report(student_dir, data.train, predictor=spec.name, dataset=data.name),
+        )
+        summaries[spec.name] = {
+            "vector_mae": report.vector_mae,
+            "vector_mae_rounded": report.vector_mae_rounded,
+            "p95_latency_ms": report.p95_latency_ms,
+            "member_valid_mae": evaluation.member_valid_mae,
+        }
+    return summaries

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 
 from loop.config import LoopConfig
-from loop.registry import champion_report
+from loop.registry import champion_oof, current_champion, registered
 from loop.stages.inputs import dataset
 from tools.core.atomic import atomic_write_json
 from tools.core.contracts import LearnabilitySlice
 from tools.core.paths import cycle_dir, loop_dir
 from tools.core.schema import DIMS
 from tools.evaluation.baselines import learnability
-from tools.evaluation.metrics import EvalReport
+
+TOP_FAILURES = 20
 
 
 def cached_learnability(config: LoopConfig) -> list[LearnabilitySlice]:
@@ -27,31 +28,47 @@ def cached_learnability(config: LoopConfig) -> list[LearnabilitySlice]:
 
 
 def diagnose(cycle: int, config: LoopConfig) -> dict:
-    """Weak dims (champion per-dim MAE vs the ridge baseline, failure concentration) and learnability."""
+    """Weak dims from the champion's out-of-fold errors on the TRAINING split (per-dim CV MAE against the
+    constant's, failures off by 2+), and learnability. Valid is the gate's: no diagnosis reads it."""
     slices = cached_learnability(config)
-    champ = champion_report()
-    ridge_path = cycle_dir(0) / "eval_baseline_tfidf-ridge.json"
-    ridge = EvalReport.model_validate_json(ridge_path.read_text()) if ridge_path.exists() else None
-    failures = champ.top_failures
-    concentration = {
-        d: sum(1 for f in failures if f.abs_error and f.abs_error[i] >= 2) for i, d in enumerate(DIMS)
-    }
-    weak = sorted(
-        (
+    champion = current_champion()
+    constant = registered(0, "train-median").record.cv if champion else None
+    cv = champion.cv if champion else None
+    oof = champion_oof(champion)
+    worst = (
+        sorted(zip(oof.keys, oof.predictions, oof.targets, strict=True), key=lambda r: -_row_mae(r[1], r[2]))[
+            :TOP_FAILURES
+        ]
+        if oof
+        else []
+    )
+    concentration = {d: sum(1 for _, p, t in worst if abs(p[i] - t[i]) >= 2) for i, d in enumerate(DIMS)}
+    weak = []
+    for d in DIMS:
+        mae = cv.per_dim_mae.get(d) if cv else None
+        reference = constant.per_dim_mae.get(d) if constant else None
+        weak.append(
             {
                 "dim": d,
-                "champion_mae": champ.per_dim_mae.get(d),
-                "baseline_mae": ridge.per_dim_mae.get(d) if ridge else None,
-                "gap_to_baseline": (champ.per_dim_mae.get(d) or 0) - (ridge.per_dim_mae.get(d) or 0)
-                if ridge
-                else None,
+                "champion_cv_mae": mae,
+                "constant_cv_mae": reference,
+                "ratio_to_constant": mae / reference if mae is not None and reference else None,
                 "failures_off_by_2_plus": concentration[d],
                 "learnable_slices": [s.source_type for s in slices if s.dim == d and s.learnable],
             }
-            for d in DIMS
-        ),
-        key=lambda w: -(w["champion_mae"] or 0),
-    )
-    decision_input = {"cycle": cycle, "weak_dims": weak, "learnability": [s.model_dump() for s in slices]}
+        )
+    weak.sort(key=lambda w: -(w["ratio_to_constant"] or w["champion_cv_mae"] or 0))
+    decision_input = {
+        "cycle": cycle,
+        "evidence": "out-of-fold errors on the training split"
+        if cv
+        else "no CV for the champion (zero-shot base model)",
+        "weak_dims": weak,
+        "learnability": [s.model_dump() for s in slices],
+    }
     atomic_write_json(cycle_dir(cycle) / "mcp_decision_input.json", decision_input)
     return decision_input
+
+
+def _row_mae(prediction: list[float], target: list[int]) -> float:
+    return sum(abs(p - t) for p, t in zip(prediction, target, strict=True)) / len(target)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from loop.config import LoopConfig
 from tools.core.atomic import atomic_write_json
 from tools.core.contracts import CyclePlan
@@ -29,6 +31,11 @@ def dataset(config: LoopConfig) -> DatasetSplits:
 
 def valid_rows(config: LoopConfig, data: DatasetSplits) -> list[TrainingRow]:
     return data.valid[: config.max_eval_rows]
+
+
+def candidate_dir(cycle: int, name: str) -> Path:
+    """Everything one candidate of a cycle has: its training set, student, records and evaluation."""
+    return cycle_dir(cycle) / "candidates" / name
 
 
 def read_plan(cycle: int) -> CyclePlan:

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from loop.stages.calls import act
+from loop.stages.calls import StageFailed, act
+
+# The champion's runs, asked the way one asks W&B itself (query_wandb_tool takes W&B's GraphQL).
+CYCLE_RUNS_QUERY = """
+query CycleRuns($entity: String, $project: String!, $filters: JSONString) {
+  project(name: $project, entityName: $entity) {
+    runs(first: 50, filters: $filters, order: "-createdAt") {
+      edges { node { name displayName jobType state tags config summaryMetrics } }
+      pageInfo { endCursor hasNextPage }
+    }
+  }
+}
+"""
 
 
 async def read_snapshot(session: Any) -> None:
@@ -21,18 +34,22 @@ async def read_snapshot(session: Any) -> None:
     await act(session, "snapshot", "get_cycle_history_tool", {})
     if champion is None:
         return
-    runs = await act(
-        session,
-        "snapshot",
-        "query_wandb_tool",
-        {**project, "filters": {"group": f"cycle_{champion['cycle']}"}, "include": ["summary", "config"]},
+    variables = {
+        "entity": settings.entity,
+        "project": settings.project,
+        "filters": json.dumps({"group": f"cycle_{champion['cycle']}"}),
+    }
+    result = await act(
+        session, "snapshot", "query_wandb_tool", {"query": CYCLE_RUNS_QUERY, "variables": variables}
     )
-    for run in runs.get("items", []):
-        if run.get("job_type") == "train":
+    if result.get("errors"):
+        raise StageFailed(f"stage snapshot: query_wandb_tool: {result['errors'][0]['message']}")
+    for edge in result["data"]["project"]["runs"]["edges"] if result["data"]["project"] else []:
+        if edge["node"]["jobType"] == "train":
             await act(
                 session,
                 "snapshot",
                 "get_run_history_tool",
-                {**project, "run_id": run["id"], "keys": ["loss"]},
+                {**project, "run_id": edge["node"]["name"], "keys": ["train/loss"]},
             )
     await act(session, "snapshot", "summarize_evaluation_tool", {**project, "max_evals": 3})

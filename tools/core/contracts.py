@@ -5,10 +5,14 @@ One place for the shapes that the MCP tools return and the agent reads, so serve
 
 from __future__ import annotations
 
-from typing import Literal
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tools.core import paths
 from tools.core.schema import DIMS
 
 Dim = Literal["energy", "warmth", "brightness", "acousticness", "complexity", "nostalgia"]
@@ -30,13 +34,17 @@ class HParams(BaseModel):
 
 
 class AugmentationSpec(BaseModel):
-    """What the teacher should write this cycle."""
+    """What a candidate's training set adds to the training split: feasible counts, not wishes."""
 
     model_config = ConfigDict(extra="forbid")
 
-    new_pairs: int = Field(120, description="new teacher-written pairs aimed at the focus dims")
-    replay_ratio: float = Field(
-        0.25, description="hard-case replay copies as a fraction of new_pairs (train failures only)"
+    teacher_pairs: int = Field(
+        120,
+        ge=0,
+        description="new teacher-written pairs aimed at the focus dims (0 when there is no teacher)",
+    )
+    replay_rows: int = Field(
+        30, ge=0, description="hard-case replay: paraphrased copies of the champion's worst TRAIN rows"
     )
     target_buckets: dict[str, list[int]] = Field(
         default_factory=dict,
@@ -44,23 +52,131 @@ class AugmentationSpec(BaseModel):
     )
 
 
+BaselineKind = Literal["train-median", "tfidf-ridge", "additive-ridge"]
+StackComponent = Literal["train-median", "tfidf-ridge", "additive-ridge", "lm"]
+
+
+class StudentRecipe(BaseModel):
+    """What kind of student a candidate trains, every knob named (peft-style).
+
+    `stack` blends, per (source type, dim), a fold ensemble of LM students (`lm`) with cheap models; weights
+    chosen on out-of-fold predictions of the training split. `regression` / `generative` is the fold ensemble
+    of that LM student alone. `baseline` is one cheap model.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    family: Literal["stack", "regression", "generative", "baseline"] = "stack"
+    components: list[StackComponent] = Field(
+        default_factory=lambda: ["train-median", "tfidf-ridge", "additive-ridge", "lm"],
+        description="stack only: the blended predictors (constant first: ties go to the simplest)",
+    )
+    baseline: BaselineKind | None = Field(None, description="baseline only: which cheap model")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="knobs of the LM student's own config (RegressionConfig / TrainConfig), e.g. "
+        '{"layers_kept": 6, "lora_layers": 2}; the candidate\'s hparams are applied first',
+    )
+    folds: int = Field(
+        3, ge=2, le=5, description="CV folds = members of the LM fold ensemble (one seed each)"
+    )
+
+    @property
+    def uses_lm(self) -> bool:
+        return self.family in ("regression", "generative") or (
+            self.family == "stack" and "lm" in self.components
+        )
+
+    @property
+    def member_kind(self) -> Literal["regression", "generative"]:
+        return "generative" if self.family == "generative" else "regression"
+
+    def label(self) -> str:
+        """One short line: `stack(train-median+tfidf-ridge+lm) layers_kept=6`."""
+        if self.family == "baseline":
+            return f"baseline {self.baseline}"
+        head = (
+            f"stack({'+'.join(self.components)})"
+            if self.family == "stack"
+            else f"{self.family} x{self.folds}"
+        )
+        knobs = " ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{head} {knobs}".strip()
+
+
+class CandidateSpec(BaseModel):
+    """One variant the planner proposes for a cycle; the K candidates of a cycle train in parallel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="short id, unique in the cycle")
+    student: StudentRecipe = Field(default_factory=StudentRecipe)
+    hparams: HParams = Field(default_factory=HParams)
+    augmentation: AugmentationSpec = Field(default_factory=AugmentationSpec)
+    focus_dims: list[Dim] = Field(min_length=1, max_length=3)
+    seed: int = 0
+    reason: str = Field(min_length=1, description="why this variant, in one line")
+
+    def recipe_key(self) -> str:
+        """Identifies the recipe (everything but name, seed and reason): the planner never repeats a
+        recipe the gate already judged."""
+        recipe = self.model_dump(mode="json", exclude={"name", "seed", "reason"})
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+    def describe(self) -> str:
+        h = self.hparams
+        aug = self.augmentation
+        return (
+            f"{self.student.label()}; lr {h.learning_rate:g} r {h.lora_r} ep {h.epochs:g}; "
+            f"+{aug.teacher_pairs} teacher +{aug.replay_rows} replay; focus {','.join(self.focus_dims)}; "
+            f"seed {self.seed}"
+        )
+
+
+class Capacity(BaseModel):
+    """What augmentation can really deliver this cycle (the `get_augmentation_capacity_tool` reply)."""
+
+    teacher: str = Field(description="the teacher's name, or 'none' (replay only)")
+    max_teacher_pairs: int = Field(ge=0, description="0 when there is no teacher")
+    max_replay_rows: int = Field(
+        ge=0, description="copies hard-case replay can make from the champion's worst rows"
+    )
+
+
 class CyclePlan(BaseModel):
-    """The agent's proposal for one cycle. Validated, then clipped by guardrails (see agent/guardrails.py)."""
+    """The agent's proposal for one cycle: K candidates. Validated, then clipped by guardrails."""
 
     model_config = ConfigDict(extra="forbid")
 
     cycle: int
-    focus_dims: list[Dim] = Field(min_length=1, max_length=3)
-    augmentation: AugmentationSpec
-    hparams: HParams
+    candidates: list[CandidateSpec] = Field(min_length=1, max_length=8)
     reasons: dict[str, str] = Field(
-        description="one line per decision: focus_dims, augmentation, and each changed hparam"
+        description="one line per decision shared by the candidates (focus, search)"
     )
     planner: str = Field("offline", description="which backend produced it (offline / mistral:<model>)")
     clipped: list[str] = Field(default_factory=list, description="guardrail clips applied, human-readable")
     fallback_reason: str | None = Field(
         None, description="set when a model-backed planner failed and the offline planner decided"
     )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CyclePlan:
+        names = [c.name for c in self.candidates]
+        if len(set(names)) != len(names):
+            raise ValueError(f"candidate names must be distinct, got {names}")
+        return self
+
+    def candidate(self, name: str) -> CandidateSpec:
+        for spec in self.candidates:
+            if spec.name == name:
+                return spec
+        raise KeyError(
+            f"cycle {self.cycle} has no candidate {name!r} (it has {[c.name for c in self.candidates]})"
+        )
+
+    @property
+    def focus_dims(self) -> list[str]:
+        return list(dict.fromkeys(d for c in self.candidates for d in c.focus_dims))
 
 
 class MetricSummary(BaseModel):
@@ -90,25 +206,61 @@ class FailureCase(BaseModel):
 
 
 class ChampionRecord(BaseModel):
-    """The current champion: which cycle made it, where its adapter lives, its validation figures."""
+    """The current champion: which cycle and candidate made it, where its student lives, its figures."""
 
     cycle: int
-    student_path: str | None = Field(description="adapter / head folder; None means the untouched base model")
+    candidate: str = Field(
+        description="the candidate's name in its cycle (cycle 0: base-<decoder> or a baseline)"
+    )
+    student_path: str | None = Field(
+        description="student folder, relative to the artifacts root; None means the untouched base model"
+    )
+    decoder: str = Field(description="the decoder it is served with")
     base_model: str
+    recipe: StudentRecipe | None = Field(
+        None, description="how it was trained (None: the untouched base model)"
+    )
+    hparams: HParams | None = Field(
+        None, description="its training hyperparameters (None: not trained by the loop)"
+    )
     eval_run_id: str | None = None
-    metrics: MetricSummary
+    metrics: MetricSummary = Field(description="on the frozen validation split (what the gate compared)")
+    cv: MetricSummary | None = Field(
+        None, description="out-of-fold on the training split (what planners read)"
+    )
+
+    def student_dir(self) -> Path | None:
+        if self.student_path is None:
+            return None
+        path = Path(self.student_path)
+        return path if path.is_absolute() else paths.artifacts_dir() / path
+
+
+class CandidateOutcome(BaseModel):
+    """What became of one candidate of a cycle: the planner's memory of what was tried."""
+
+    name: str
+    recipe_key: str
+    description: str
+    status: Literal["promoted", "rejected", "pruned", "crashed", "not_trained"]
+    cv_mae: float | None = None
+    cv_mae_rounded: float | None = None
+    valid_mae: float | None = None
+    valid_mae_rounded: float | None = None
+    failed_checks: list[str] = []
+    note: str = ""
 
 
 class CycleHistoryEntry(BaseModel):
-    """One line of artifacts/loop/history.jsonl: every cycle, crashed ones included."""
+    """One line of artifacts/loop/history.jsonl: every cycle, crashed and interrupted ones included."""
 
     cycle: int
-    status: Literal["baseline", "promoted", "rejected", "crashed"]
+    status: Literal["baseline", "promoted", "rejected", "crashed", "interrupted"]
     description: str
     focus_dims: list[str] = []
-    hparams: HParams | None = None
+    candidates: list[CandidateOutcome] = []
     champion_mae: float | None = None
-    candidate_mae: float | None = None
+    candidate_mae: float | None = Field(None, description="the best evaluated candidate's valid MAE")
     candidate_mae_rounded: float | None = None
     gate_failed_checks: list[str] = []
     wall_s: float | None = None
@@ -128,7 +280,9 @@ class LearnabilitySlice(BaseModel):
 
 
 class EvalSnapshot(BaseModel):
-    """What the agent reads first each cycle: champion vs base on the validation split."""
+    """What the agent reads first each cycle. Decisions rest on the cross-validated figures of the training
+    split (`champion_cv`, `baselines_cv`, `top_failures`: the champion's worst out-of-fold TRAIN rows);
+    the validation figures are the gate's and are shown for the record."""
 
     champion: ChampionRecord | None
     base_metrics: MetricSummary | None
@@ -136,3 +290,5 @@ class EvalSnapshot(BaseModel):
     top_failures: list[FailureCase]
     baselines: dict[str, MetricSummary] = {}
     learnability: list[LearnabilitySlice] = []
+    champion_cv: MetricSummary | None = None
+    baselines_cv: dict[str, MetricSummary] = {}

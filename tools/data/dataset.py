@@ -37,6 +37,11 @@ def normalise_text(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
 
 
+def text_key(text: str) -> str:
+    """A short stable id of a request (its normalised text): fold assignment and replay provenance."""
+    return hashlib.sha256(normalise_text(text).encode()).hexdigest()[:12]
+
+
 def parse_record(record: object, where: str) -> TrainingRow:
     """Accept the kotone-ft format (`target_hidden_params.vector`) or the flat project format (`target`)."""
     if not isinstance(record, dict):

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from tools.core.schema import ParamVector, SourceType, TrainingRow
-from tools.data.dataset import normalise_text
+from tools.data.dataset import normalise_text, text_key
 from tools.data.generator import (
     load_catalogue,
     load_lexicon,
@@ -28,6 +28,8 @@ from tools.data.generator import render_rule_prompt as render_rule
 
 Failure = TrainingRow | tuple[str, Sequence[int]]
 ATTEMPTS_PER_COPY = 12
+# A replay copy's origin names its source row (`replay:<text_key>`): CV folds keep a copy with its source.
+REPLAY_ORIGIN = "replay:"
 
 
 class ReplayLeakError(ValueError):
@@ -129,7 +131,12 @@ def hard_case_replay(
             if normalise_text(text) not in seen:
                 seen.add(normalise_text(text))
                 copies.append(
-                    source.model_copy(update={"request_text": text, "origin": f"replay:{source.origin}"})
+                    source.model_copy(
+                        update={
+                            "request_text": text,
+                            "origin": f"{REPLAY_ORIGIN}{text_key(source.request_text)}",
+                        }
+                    )
                 )
                 break
         else:

@@ -1,73 +1,169 @@
 """Ten-line baselines every model figure is printed beside, and the learnability diagnosis.
 
-- `MedianBaseline`: the per-dim median of the training targets, whatever the request.
-- `RidgeBaseline`: TF-IDF (word 1-2 grams, sublinear tf) + ridge (alpha 1), one multi-output fit.
+The cheap text models are full predictors, not just reference lines: a baseline can be the champion, is
+served like any student, and is a component of the stacked student. Each saves to a folder of plain
+arrays (no pickle) and loads back to identical predictions.
+
+| kind | what it is |
+|---|---|
+| `train-median` | the per-dim median of the training targets, whatever the request |
+| `tfidf-ridge` | TF-IDF (word 1-2 grams, sublinear tf, l2-normalised) + ridge (alpha 1), one multi-output fit |
+| `additive-ridge` | binary bag of words (unnormalised) + ridge: a sum of per-token effects, the shape of the
+  rule prompts' targets, which behave like additive effects of their four part ids |
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
+from pydantic import BaseModel, Field
+from scipy import sparse
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
 
-from tools.core.contracts import LearnabilitySlice
-from tools.core.schema import DIMS, Prediction, TrainingRow
+from tools.core.atomic import atomic_write_json
+from tools.core.contracts import BaselineKind, LearnabilitySlice
+from tools.core.schema import DIMS, SCALE_MAX, SCALE_MIN, ParamVector, Prediction, TrainingRow
+
+BASELINE_KINDS: tuple[BaselineKind, ...] = ("train-median", "tfidf-ridge", "additive-ridge")
+# Printed beside every model figure (the "ten-line baselines"); the additive ridge is a candidate, not a reference.
+REFERENCE_BASELINES: tuple[BaselineKind, ...] = ("train-median", "tfidf-ridge")
+SPEC_FILE = "baseline.json"
+ARRAYS_FILE = "arrays.npz"
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 
 
-def _targets(rows: Sequence[TrainingRow]) -> np.ndarray:
+class BaselineSpec(BaseModel):
+    kind: BaselineKind
+    alpha: float = Field(1.0, gt=0, description="ridge penalty (ridge kinds)")
+
+
+class _Fitted(BaseModel):
+    """What a fitted model is on disk besides its arrays."""
+
+    spec: BaselineSpec
+    vocabulary: dict[str, int] = {}
+
+
+def targets(rows: Sequence[TrainingRow]) -> np.ndarray:
     return np.array([r.target.as_list() for r in rows], dtype=float)
 
 
-def _as_predictions(values: np.ndarray, elapsed_ms: float) -> list[Prediction]:
+def format_values(values: Sequence[float]) -> str:
+    """The strict JSON the product serves: the six values rounded to integers on the 0..10 scale."""
+    return ParamVector.from_list(
+        [int(min(SCALE_MAX, max(SCALE_MIN, np.floor(v + 0.5)))) for v in values]
+    ).to_json()
+
+
+def as_predictions(values: np.ndarray, elapsed_ms: float) -> list[Prediction]:
+    """Numeric outputs (n, 6) -> served predictions (clipped to the scale, JSON formatted)."""
     per_row = elapsed_ms / max(len(values), 1)
-    clipped = np.clip(values, 0, 10)
+    clipped = np.clip(values, SCALE_MIN, SCALE_MAX)
     return [
         Prediction(
             values=[float(v) for v in row],
-            raw_output="{" + ",".join(f'"{d}":{v:.3f}' for d, v in zip(DIMS, row, strict=True)) + "}",
+            raw_output=format_values(row),
             json_valid=True,
-            served_by="baseline",
+            served_by="model",
             latency_ms=per_row,
         )
         for row in clipped
     ]
 
 
-class MedianBaseline:
-    name = "train-median"
+class TextBaseline:
+    """One cheap text model: `fit(rows)`, `predict_values(texts)`, `save(folder)`, `TextBaseline.load(folder)`."""
+
     decoder = "baseline"
 
-    def fit(self, rows: Sequence[TrainingRow]) -> MedianBaseline:
-        self.median = np.median(_targets(rows), axis=0)
+    def __init__(self, kind: BaselineKind, alpha: float = 1.0) -> None:
+        self.spec = BaselineSpec(kind=kind, alpha=alpha)
+        self.name = kind
+        self.vocabulary: dict[str, int] = {}
+        self.idf: np.ndarray | None = None
+        self.coef = np.zeros((len(DIMS), 0))
+        self.intercept = np.zeros(len(DIMS))
+
+    def _vectorizer(self, vocabulary: dict[str, int] | None = None) -> CountVectorizer:
+        if self.spec.kind == "tfidf-ridge":
+            return CountVectorizer(ngram_range=(1, 2), token_pattern=TOKEN_PATTERN, vocabulary=vocabulary)
+        return CountVectorizer(binary=True, token_pattern=TOKEN_PATTERN, vocabulary=vocabulary)
+
+    def _features(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """Counts over the fitted vocabulary; for TF-IDF, the same transform TfidfVectorizer applies."""
+        counts = self._vectorizer(self.vocabulary).transform(list(texts)).astype(float).tocsr()
+        if self.spec.kind != "tfidf-ridge":
+            return counts
+        counts.data = 1.0 + np.log(counts.data)
+        weighted = counts @ sparse.diags(self.idf)
+        norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1))).ravel()
+        return sparse.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ weighted
+
+    def fit(self, rows: Sequence[TrainingRow]) -> TextBaseline:
+        if not rows:
+            raise ValueError(f"{self.name} needs at least one training row")
+        y = targets(rows)
+        if self.spec.kind == "train-median":
+            self.intercept = np.median(y, axis=0)
+            return self
+        texts = [r.request_text for r in rows]
+        if self.spec.kind == "tfidf-ridge":
+            fitted = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=TOKEN_PATTERN).fit(
+                texts
+            )
+            self.idf = fitted.idf_
+        else:
+            fitted = self._vectorizer().fit(texts)
+        self.vocabulary = {term: int(index) for term, index in fitted.vocabulary_.items()}
+        model = Ridge(alpha=self.spec.alpha).fit(self._features(texts), y)
+        self.coef, self.intercept = model.coef_, model.intercept_
         return self
 
-    def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
+    def predict_values(self, texts: Sequence[str]) -> np.ndarray:
+        if self.spec.kind == "train-median":
+            return np.tile(self.intercept, (len(texts), 1))
+        return np.asarray(self._features(texts) @ self.coef.T) + self.intercept
+
+    def predict_batch(self, texts: Sequence[str], decoder: str | None = None) -> list[Prediction]:
         start = time.perf_counter()
-        values = np.tile(self.median, (len(texts), 1))
-        return _as_predictions(values, (time.perf_counter() - start) * 1000)
+        values = self.predict_values(texts)
+        return as_predictions(values, (time.perf_counter() - start) * 1000)
 
+    def predict_one(self, text: str, decoder: str | None = None) -> Prediction:
+        return self.predict_batch([text])[0]
 
-class RidgeBaseline:
-    name = "tfidf-ridge"
-    decoder = "baseline"
+    def default_decoder(self, requested: str) -> str:
+        return self.decoder
 
-    def __init__(self, alpha: float = 1.0) -> None:
-        self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-        self.model = Ridge(alpha=alpha)
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {"coef": self.coef, "intercept": self.intercept}
+        if self.idf is not None:
+            arrays["idf"] = self.idf
+        tmp = folder / f".{ARRAYS_FILE}.tmp.npz"
+        np.savez(tmp, **arrays)
+        tmp.replace(folder / ARRAYS_FILE)
+        atomic_write_json(folder / SPEC_FILE, _Fitted(spec=self.spec, vocabulary=self.vocabulary))
 
-    def fit(self, rows: Sequence[TrainingRow]) -> RidgeBaseline:
-        features = self.vectorizer.fit_transform([r.request_text for r in rows])
-        self.model.fit(features, _targets(rows))
-        return self
+    @classmethod
+    def load(cls, folder: Path) -> TextBaseline:
+        fitted = _Fitted.model_validate_json((folder / SPEC_FILE).read_text())
+        model = cls(fitted.spec.kind, fitted.spec.alpha)
+        model.vocabulary = fitted.vocabulary
+        with np.load(folder / ARRAYS_FILE) as arrays:
+            model.coef, model.intercept = arrays["coef"], arrays["intercept"]
+            model.idf = arrays.get("idf")
+        model.name = f"{fitted.spec.kind}:{folder.name}"
+        return model
 
-    def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
-        start = time.perf_counter()
-        values = self.model.predict(self.vectorizer.transform(list(texts)))
-        return _as_predictions(np.asarray(values), (time.perf_counter() - start) * 1000)
+    @staticmethod
+    def is_folder(folder: Path) -> bool:
+        return (folder / SPEC_FILE).is_file()
 
 
 def learnability(
@@ -83,16 +179,15 @@ def learnability(
         subset = [r for r in rows if r.source_type.value == source_type]
         if len(subset) < 2 * folds:
             continue
-        texts = np.array([r.request_text for r in subset], dtype=object)
-        targets = _targets(subset)
-        model_err = np.zeros_like(targets)
-        const_err = np.zeros_like(targets)
+        texts = [r.request_text for r in subset]
+        y = targets(subset)
+        model_err = np.zeros_like(y)
+        const_err = np.zeros_like(y)
         for train_idx, test_idx in KFold(folds, shuffle=True, random_state=seed).split(texts):
-            train_rows = [subset[i] for i in train_idx]
-            ridge = RidgeBaseline().fit(train_rows)
-            pred = np.array([p.values for p in ridge.predict_batch(list(texts[test_idx]))])
-            model_err[test_idx] = np.abs(pred - targets[test_idx])
-            const_err[test_idx] = np.abs(np.median(targets[train_idx], axis=0) - targets[test_idx])
+            ridge = TextBaseline("tfidf-ridge").fit([subset[i] for i in train_idx])
+            pred = np.clip(ridge.predict_values([texts[i] for i in test_idx]), SCALE_MIN, SCALE_MAX)
+            model_err[test_idx] = np.abs(pred - y[test_idx])
+            const_err[test_idx] = np.abs(np.median(y[train_idx], axis=0) - y[test_idx])
         for i, dim in enumerate(DIMS):
             model_mae, const_mae = float(model_err[:, i].mean()), float(const_err[:, i].mean())
             slices.append(

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from tools.core.progress import Progress
 from tools.core.schema import Prediction, ServedBy, TrainingRow
 from tools.data.dataset import data_hash
-from tools.evaluation.baselines import MedianBaseline, RidgeBaseline
+from tools.evaluation.baselines import REFERENCE_BASELINES, TextBaseline
 from tools.evaluation.metrics import EvalReport, build_report, score_row
 
 PredictBatch = Callable[[list[str]], list[Prediction]]
@@ -48,22 +48,23 @@ def evaluate(
 def evaluate_baselines(
     train: Sequence[TrainingRow], rows: Sequence[TrainingRow], *, dataset: str
 ) -> list[EvalReport]:
-    """Median constant and TF-IDF+ridge, fitted on `train`, scored by the same harness."""
-    reports = []
-    for baseline in (MedianBaseline().fit(train), RidgeBaseline().fit(train)):
-        reports.append(
-            evaluate(
-                baseline.predict_batch,
-                rows,
-                predictor=baseline.name,
-                decoder="baseline",
-                dataset=dataset,
-                subject="baseline",
-                batch_size=max(len(rows), 1),
-                progress=False,
-            )
-        )
-    return reports
+    """The reference baselines (median constant, TF-IDF + ridge), fitted on `train`, scored by the same harness."""
+    return [
+        evaluate_baseline(TextBaseline(kind).fit(train), rows, dataset=dataset)
+        for kind in REFERENCE_BASELINES
+    ]
+
+
+def evaluate_baseline(baseline: TextBaseline, rows: Sequence[TrainingRow], *, dataset: str) -> EvalReport:
+    return evaluate(
+        baseline.predict_batch,
+        rows,
+        predictor=baseline.spec.kind,
+        decoder=baseline.decoder,
+        dataset=dataset,
+        batch_size=max(len(rows), 1),
+        progress=False,
+    )
 
 
 def format_table(reports: Sequence[EvalReport]) -> str:

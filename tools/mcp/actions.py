@@ -1,7 +1,13 @@
 """Action tools: the loop's stages as MCP tools (thin wrappers over the `loop.stages` modules).
 
-Each takes the cycle number, reads the loop config the run saved (artifacts/loop/config.json) and the
-files earlier stages wrote, and returns a small JSON-able summary. Errors come back as MCP tool errors.
+Each takes the cycle number and the loop's lock token, reads the loop config the run saved
+(artifacts/loop/config.json) and the files earlier stages wrote, and returns a small JSON-able summary.
+
+Guards, checked before anything is read or written:
+- only the run holding the loop's lock may act: `lock_token` must be the token of the live `RunLock`
+  (an MCP client without it, over stdio or HTTP, is refused);
+- a finished cycle is immutable: no stage of it runs again;
+- cycle 0 is made once: `bootstrap_champion_tool` refuses when there is a champion.
 """
 
 from __future__ import annotations
@@ -9,33 +15,65 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from tools.core.contracts import ChampionRecord, LearnabilitySlice
+from tools.core.paths import cycle_dir, loop_dir, registry_dir
 from tools.mcp.safety import READ_ONLY, add_tools
 
-ACTION = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)
-Cycle = Annotated[
-    int, Field(ge=1, description="cycle number (cycle 0 is the base model, made by bootstrap_champion_tool)")
+# Stages add files (idempotent: a repeat after a kill resumes); the log stage also moves the champion.
+STAGE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)
+DECIDES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True)
+CREATES_CHAMPION = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False)
+Cycle = Annotated[int, Field(ge=1, description="cycle number (cycle 0 is made by bootstrap_champion_tool)")]
+LockToken = Annotated[
+    str, Field(min_length=1, max_length=200, description="the token of the loop run holding the lock")
 ]
 
 
-def bootstrap_champion_tool() -> ChampionRecord:
-    """Cycle 0: evaluate the base model and the baselines on the validation split; the base becomes champion."""
+def _check_token(lock_token: str) -> None:
+    from loop.state import RunLock
+
+    held = RunLock.current_token(loop_dir() / ".lock")
+    if held is None or lock_token != held:
+        raise ToolError("refused: action tools are for the kotone-loop run holding the loop's lock")
+
+
+def _guard(lock_token: str, cycle: int | None = None) -> Any:
+    """Token and immutability checks; returns the loop config the run saved."""
+    from loop.stages.inputs import load_loop_config
+    from loop.state import CycleState
+
+    _check_token(lock_token)
+    state_file = cycle_dir(cycle) / "state.json" if cycle is not None else None
+    if (
+        state_file is not None
+        and state_file.is_file()
+        and CycleState.load_or_new(state_file.parent, cycle).finished_at
+    ):
+        raise ToolError(f"refused: cycle {cycle} is finished and its records are immutable")
+    return load_loop_config()
+
+
+def bootstrap_champion_tool(lock_token: LockToken) -> ChampionRecord:
+    """Cycle 0: score the zero-shot base model (each decoder) and the reference baselines on the validation
+    split; the best becomes the first champion. Refused once there is a champion."""
     from loop.stages.bootstrap import bootstrap_champion
-    from loop.stages.inputs import load_loop_config
 
-    return bootstrap_champion(load_loop_config())
+    config = _guard(lock_token)
+    if (registry_dir() / "champion.json").exists():
+        raise ToolError("refused: there already is a champion (cycle 0 ran); use --rollback to restore one")
+    return bootstrap_champion(config)
 
 
-def diagnose_failures_tool(cycle: Cycle) -> dict[str, Any]:
-    """Weak dims of the champion (per-dim MAE vs the ridge baseline, failures off by 2+) and learnability
-    slices of the training data; also written to the cycle's mcp_decision_input.json."""
+def diagnose_failures_tool(cycle: Cycle, lock_token: LockToken) -> dict[str, Any]:
+    """Weak dims of the champion from its out-of-fold errors on the training split, and learnability
+    slices; also written to the cycle's mcp_decision_input.json."""
     from loop.stages.diagnose import diagnose
-    from loop.stages.inputs import load_loop_config
 
-    return diagnose(cycle, load_loop_config())
+    return diagnose(cycle, _guard(lock_token, cycle))
 
 
 def get_learnability_tool() -> list[LearnabilitySlice]:
@@ -47,61 +85,73 @@ def get_learnability_tool() -> list[LearnabilitySlice]:
     return cached_learnability(load_loop_config())
 
 
-def augment_training_data_tool(cycle: Cycle) -> dict[str, Any]:
-    """Teacher pairs for the plan's focus dims + hard-case replay, filtered; writes the cycle's train set."""
+def get_augmentation_capacity_tool() -> dict[str, Any]:
+    """What augmentation can really deliver this cycle: the teacher ('none' = replay only) and the most
+    teacher pairs and hard-case replay rows it can make. Plans asking for more are clipped to this."""
+    from loop.stages.augment import capacity
+    from loop.stages.inputs import load_loop_config
+
+    return capacity(load_loop_config()).model_dump()
+
+
+def augment_training_data_tool(cycle: Cycle, lock_token: LockToken) -> dict[str, Any]:
+    """Per candidate: teacher pairs for its focus dims + hard-case replay, filtered; writes its train set."""
     from loop.stages.augment import augment
-    from loop.stages.inputs import load_loop_config
 
-    return augment(cycle, load_loop_config()).model_dump()
+    return {name: s.model_dump() for name, s in augment(cycle, _guard(lock_token, cycle)).items()}
 
 
-def train_candidate_tool(cycle: Cycle) -> dict[str, Any]:
-    """Train the cycle's candidate from the base model with the plan's hyperparameters (resumes from the
-    last checkpoint if a previous attempt was killed); logged to W&B."""
+def train_candidates_tool(cycle: Cycle, lock_token: LockToken) -> dict[str, Any]:
+    """Train the cycle's candidates in parallel (Ray tasks); unfinished ones resume, finished ones are kept.
+    Each result says trained, pruned (with why), crashed (with the error) or not trained."""
     from loop.stages.candidate import train
-    from loop.stages.inputs import load_loop_config
 
-    return train(cycle, load_loop_config())
-
-
-def evaluate_candidate_tool(cycle: Cycle) -> dict[str, Any]:
-    """Evaluate the candidate on the frozen validation split; metrics to W&B, rows to Weave."""
-    from loop.stages.candidate import evaluate_candidate
-    from loop.stages.inputs import load_loop_config
-
-    return evaluate_candidate(cycle, load_loop_config())
+    return train(cycle, _guard(lock_token, cycle))
 
 
-def run_gate_tool(cycle: Cycle) -> dict[str, Any]:
-    """The numeric promotion gate, candidate vs champion on the same rows; writes gate.json."""
+def evaluate_candidates_tool(cycle: Cycle, lock_token: LockToken) -> dict[str, Any]:
+    """Score every trained candidate on the frozen validation split; metrics to W&B, rows to Weave."""
+    from loop.stages.candidate import evaluate_candidates
+
+    return evaluate_candidates(cycle, _guard(lock_token, cycle))
+
+
+def run_gate_tool(cycle: Cycle, lock_token: LockToken) -> dict[str, Any]:
+    """The numeric promotion gate: every candidate vs the champion (Holm over K) and the baselines."""
     from loop.stages.decide import gate
-    from loop.stages.inputs import load_loop_config
 
-    return gate(cycle, load_loop_config()).model_dump()
+    return gate(cycle, _guard(lock_token, cycle)).model_dump()
+
+
+def confirm_winner_tool(cycle: Cycle, lock_token: LockToken) -> dict[str, Any]:
+    """Train the gate's winner again with other seeds; it must pass the gate on its own to be promoted."""
+    from loop.stages.decide import confirm
+
+    return confirm(cycle, _guard(lock_token, cycle)).model_dump()
 
 
 def write_decision_log_tool(
-    cycle: Cycle, started_at: str = "", wall_s: float | None = None
+    cycle: Cycle, lock_token: LockToken, started_at: str = "", wall_s: float | None = None
 ) -> dict[str, Any]:
-    """Apply the gate's verdict (promote or keep the champion), write decision_log.md / decision.json and
-    the history line."""
+    """Apply the gate's verdict (promote the winner or keep the champion), write decision_log.md /
+    decision.json and the history line; repeating it after a kill changes nothing."""
     from loop.stages.decide import log_decision
-    from loop.stages.inputs import load_loop_config
 
-    record = log_decision(cycle, load_loop_config(), started_at, wall_s)
+    record = log_decision(cycle, _guard(lock_token, cycle), started_at, wall_s)
     return {"verdict": record.verdict, "champion_cycle": record.champion_after.cycle}
 
 
 def register(server: MCPServer) -> None:
-    add_tools(server, get_learnability_tool, annotations=READ_ONLY)
+    add_tools(server, get_learnability_tool, get_augmentation_capacity_tool, annotations=READ_ONLY)
+    add_tools(server, bootstrap_champion_tool, annotations=CREATES_CHAMPION)
     add_tools(
         server,
-        bootstrap_champion_tool,
         diagnose_failures_tool,
         augment_training_data_tool,
-        train_candidate_tool,
-        evaluate_candidate_tool,
+        train_candidates_tool,
+        evaluate_candidates_tool,
         run_gate_tool,
-        write_decision_log_tool,
-        annotations=ACTION,
+        confirm_winner_tool,
+        annotations=STAGE,
     )
+    add_tools(server, write_decision_log_tool, annotations=DECIDES)

@@ -73,12 +73,21 @@ def _latest_by_role(runs: list[RunInfo], role: str) -> list[RunInfo]:
     return sorted((r for r in runs if r.config.get("role") == role), key=lambda r: r.created_at or "")
 
 
-def get_eval_snapshot_tool(top_k: Annotated[int, Field(ge=1, le=50)] = 10) -> EvalSnapshot:
-    """Champion vs base on the validation split: headline metrics, per-dim MAE, the champion's worst rows.
+def _latest_cv(runs: list[RunInfo], cycle: int, candidate: str) -> RunInfo | None:
+    matching = [
+        r
+        for r in _latest_by_role(runs, "cv")
+        if r.config.get("cycle") == cycle and r.config.get("candidate") == candidate
+    ]
+    return matching[-1] if matching else None
 
-    Each failure carries the Weave trace id of its row (query_weave_traces_tool with
-    {"call_ids": [trace_id]} shows the full trace). Baselines (eval runs with role "baseline")
-    are listed by predictor so every model figure can be read beside them.
+
+def get_eval_snapshot_tool(top_k: Annotated[int, Field(ge=1, le=50)] = 10) -> EvalSnapshot:
+    """What a planner decides from: the champion's and the baselines' cross-validated figures on the
+    training split (`champion_cv`, `baselines_cv`) and the champion's worst out-of-fold TRAINING rows
+    (`top_failures`, each with the Weave trace id of its row: query_weave_traces_tool shows it). The
+    validation figures (`champion_metrics`, `base_metrics`, `baselines`) are the gate's, shown for the
+    record; no validation row is listed.
     """
     store = open_store(agent_view=True)
     eval_runs = store.list_runs(RunFilters(job_type="eval"))
@@ -90,16 +99,23 @@ def get_eval_snapshot_tool(top_k: Annotated[int, Field(ge=1, le=50)] = 10) -> Ev
         str(run.config.get("predictor") or run.name): metric_summary(run.summary)
         for run in _latest_by_role(eval_runs, "baseline")
     }
+    baselines_cv = {
+        str(run.config.get("candidate")): metric_summary(run.summary)
+        for run in _latest_by_role(eval_runs, "cv")
+        if run.config.get("of_role") == "baseline"
+    }
+    champion_cv_run = _latest_cv(eval_runs, champion.cycle, champion.candidate) if champion else None
     champion_metrics = (
         metric_summary(champion_run.summary) if champion_run else (champion.metrics if champion else None)
     )
-    failure_source = champion_run or base_run
     return EvalSnapshot(
         champion=champion,
         base_metrics=metric_summary(base_run.summary) if base_run else None,
         champion_metrics=champion_metrics,
-        top_failures=_failures(store, failure_source, top_k) if failure_source else [],
+        top_failures=_failures(store, champion_cv_run, top_k) if champion_cv_run else [],
         baselines=baselines,
+        champion_cv=metric_summary(champion_cv_run.summary) if champion_cv_run else None,
+        baselines_cv=baselines_cv,
     )
 
 

@@ -50,7 +50,28 @@ def _host_port(value: str) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tools.server", description=__doc__)
+    from tools.core.env_vars import describe
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.server",
+        description=__doc__,
+        epilog="Environment (the loop's own settings come from artifacts/loop/config.json):\n"
+        + describe(
+            [
+                "KOTONE_ARTIFACTS",
+                "KOTONE_CACHE",
+                "KOTONE_TRACKING",
+                "KOTONE_WANDB_ENTITY",
+                "KOTONE_WANDB_PROJECT",
+                "KOTONE_PROGRESS_EVERY",
+            ],
+            extra={
+                "MISTRAL_API_KEY": "the augment tool's teacher uses Mistral when set (teacher auto)",
+                "WANDB_API_KEY": "read and log to the W&B cloud when KOTONE_TRACKING=online",
+            },
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--http",
         type=_host_port,

@@ -1,11 +1,17 @@
-"""The two student types behind one interface, so the loop and the evaluator need not care which it is.
+"""Every kind of student behind one interface, so the loop, the evaluator and the predict command need not
+care which it is.
 
-- `generative`: the base LM with a LoRA adapter, decoding the JSON (`generative`, `decoding`, `generative_training`);
-- `regression`: a LoRA-tuned trunk of the LM with a regression head; the JSON is formatted from its six
-  outputs (`regression`, `regression_training`).
+| folder kind | what it serves | module |
+|---|---|---|
+| `generative` | the base LM with a LoRA adapter, decoding the JSON | `generative`, `decoding`, `generative_training` |
+| `regression` | a LoRA-tuned trunk of the LM with a regression head (JSON formatted from six outputs) | `regression`, `regression_training` |
+| `ensemble` | the mean of K members (one per CV fold, each its own seed) | `ensemble` |
+| `stack` | a per-slice blend of a fold ensemble and cheap models | `stack` |
+| `baseline` | a cheap text model (median constant, TF-IDF ridge, additive ridge) | `tools.evaluation.baselines` |
 
-A student folder says which it is: a regression folder holds the regression spec, a generative one a
-peft `adapter_config.json`. No folder means the untouched base model (generative decoding).
+A student folder says which it is by the spec file it holds. No folder means the untouched base model
+(generative decoding). `train_student` trains one member (regression or generative); whole candidates
+(ensembles, stacks) are trained by `tools.student.recipes`.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from pydantic import BaseModel
 from tools.core.contracts import HParams
 from tools.core.schema import Prediction, TrainingRow
 
+# What a single trained member is; a student folder may also hold a stack, a fold ensemble or a baseline.
 StudentKind = Literal["regression", "generative"]
+FolderKind = Literal["stack", "ensemble", "baseline", "regression", "generative"]
 
 # peft 0.21 calls an accessor transformers 5.24 deprecated; the warning says nothing about our code.
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -36,14 +44,26 @@ class ServingStudent(Protocol):
     def predict_one(self, text: str, decoder: str) -> Prediction: ...
 
 
-def student_kind(student_dir: Path) -> StudentKind:
+def student_kind(student_dir: Path) -> FolderKind:
+    """What a student folder holds, from the spec file it carries."""
+    from tools.evaluation.baselines import TextBaseline
+    from tools.student.ensemble import EnsembleStudent
     from tools.student.regression import SPEC_FILE
+    from tools.student.stack import StackStudent
 
+    if StackStudent.is_folder(student_dir):
+        return "stack"
+    if EnsembleStudent.is_folder(student_dir):
+        return "ensemble"
+    if TextBaseline.is_folder(student_dir):
+        return "baseline"
     if (student_dir / SPEC_FILE).is_file():
         return "regression"
     if (student_dir / "adapter_config.json").is_file():
         return "generative"
-    raise FileNotFoundError(f"{student_dir} is neither a regression student nor a peft adapter folder")
+    raise FileNotFoundError(
+        f"{student_dir} is not a student folder (no stack, ensemble, baseline, regression or adapter spec)"
+    )
 
 
 class _Generative:
@@ -89,11 +109,24 @@ class _Regression:
 
 
 def load_student(base_model: str, student_dir: Path | None) -> ServingStudent:
-    """The base model alone (None), or the student in `student_dir`, whichever type it is."""
+    """The base model alone (None), or the student in `student_dir`, whichever kind it is."""
     if student_dir is None:
         return _Generative(base_model, None)
     student_dir = Path(student_dir)
-    if student_kind(student_dir) == "regression":
+    kind = student_kind(student_dir)
+    if kind == "stack":
+        from tools.student.stack import StackStudent
+
+        return StackStudent.load(base_model, student_dir)
+    if kind == "ensemble":
+        from tools.student.ensemble import EnsembleStudent
+
+        return EnsembleStudent.load(base_model, student_dir)
+    if kind == "baseline":
+        from tools.evaluation.baselines import TextBaseline
+
+        return TextBaseline.load(student_dir)
+    if kind == "regression":
         return _Regression(base_model, student_dir)
     return _Generative(base_model, student_dir)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -46,14 +47,44 @@ def tracking_settings() -> TrackingSettings:
     )
 
 
-def configure_tracking() -> TrackingSettings:
-    """Set the wandb / weave environment for this process (before wandb or weave is imported or used).
+class TrackingWriteError(RuntimeError):
+    """A tracking folder cannot be written: runs and traces would be lost without a word."""
 
-    Offline: no network, no prompts, no weave auto-init inside wandb.init, and wandb's own data,
-    cache and config folders under the artifacts tree so nothing is written to the home directory.
+
+def ensure_writable(folder: Path) -> None:
+    """Create `folder` and prove a file can be written there; else `TrackingWriteError` naming it.
+
+    (wandb itself only logs "failed to get logger path" and hands back a run id whose record never lands.)
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise TrackingWriteError(
+            f"tracking cannot write to {folder}: {error.strerror or error}; "
+            "fix its permissions or point KOTONE_ARTIFACTS at a writable folder"
+        ) from None
+
+
+def configure_tracking() -> TrackingSettings:
+    """Set the tracking environment (`set_tracking_environment`) and check that the W&B and Weave folders
+    can be written (`TrackingWriteError` otherwise)."""
+    settings = set_tracking_environment()
+    ensure_writable(settings.wandb_dir)
+    ensure_writable(settings.weave_db.parent)
+    return settings
+
+
+def set_tracking_environment() -> TrackingSettings:
+    """Set the wandb / weave environment for this process; writes nothing. Every entry point calls it
+    before wandb or weave can be imported: both read these variables at import time.
+
+    Offline: no network, no prompts, no error reporting, no weave auto-init inside wandb.init, and
+    wandb's own data, cache and config folders under the artifacts tree so nothing is written to the
+    home directory.
     """
     settings = tracking_settings()
-    settings.wandb_dir.mkdir(parents=True, exist_ok=True)
     os.environ.update(
         WANDB_MODE=settings.mode,
         WANDB_DIR=str(settings.wandb_dir),

@@ -1,0 +1,112 @@
+"""Candidates run in parallel as Ray tasks: a local Ray instance sized to the machine by default, an existing
+cluster by address (`--ray-address` / `RAY_ADDRESS`, e.g. a KubeRay head service).
+
+Each task gets `cpus_per_task` CPUs and sets torch to that many threads. Tasks are never retried: a worker
+that dies mid-candidate is reported as that candidate's crash, the other tasks finish. Workers read and
+write the artifacts folder, so on a cluster it must be a volume every node mounts at the same path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from tools.core.paths import PROJECT_ROOT
+
+# Passed to every worker: the project's code, where artifacts live, and the process settings (tracking,
+# caches); never secrets beyond what the task needs.
+FORWARDED_PREFIXES = ("KOTONE_", "WANDB_", "WEAVE_", "HF_", "TRANSFORMERS_", "MISTRAL_")
+
+
+class TaskFailure(BaseModel):
+    """A task that did not return: its exception type and message (a killed worker is one of these)."""
+
+    kind: str
+    message: str
+
+
+def worker_environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES)}
+    python_path = [str(PROJECT_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(python_path))
+    env["TQDM_DISABLE"] = "1"
+    return env
+
+
+def ensure_ray(address: str | None, num_cpus: int | None) -> None:
+    """Connect to `address` (or RAY_ADDRESS), else start a local instance: no dashboard, no usage stats."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    target = address or os.environ.get("RAY_ADDRESS")
+    runtime_env = {"env_vars": worker_environment()}
+    if target:
+        ray.init(address=target, runtime_env=runtime_env, log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env=runtime_env,
+        )
+
+
+def _with_threads(function: Callable[..., Any], threads: int) -> Callable[..., Any]:
+    def run(*args: Any) -> Any:
+        import torch
+
+        torch.set_num_threads(threads)
+        return function(*args)
+
+    return run
+
+
+def run_tasks(
+    function: Callable[..., Any],
+    arguments: dict[str, tuple],
+    *,
+    cpus_per_task: int,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    on_done: Callable[[str, Any | TaskFailure], None] | None = None,
+) -> dict[str, Any | TaskFailure]:
+    """Run `function(*arguments[key])` for every key as a Ray task (each with `cpus_per_task` CPUs, capped by
+    the cluster); results (or failures) by key, each passed to `on_done` as soon as it is in, so a killed
+    driver loses no finished task."""
+    import ray
+
+    started_here = not ray.is_initialized()
+    ensure_ray(address, num_cpus)
+    try:
+        cpus = min(cpus_per_task, max(1, int(ray.cluster_resources().get("CPU", 1))))
+        remote = ray.remote(num_cpus=cpus, max_retries=0)(_with_threads(function, cpus))
+        pending = {remote.remote(*args): key for key, args in arguments.items()}
+        results: dict[str, Any | TaskFailure] = {}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            key = pending.pop(done[0])
+            try:
+                results[key] = ray.get(done[0])
+            except Exception as error:  # a task's exception or a dead worker: recorded, the others go on
+                results[key] = TaskFailure(kind=type(error).__name__, message=_first_line(error))
+            if on_done is not None:
+                on_done(key, results[key])
+        return results
+    finally:
+        if started_here:
+            # A local instance lives for one stage: nothing of Ray outlives the tasks it ran.
+            ray.shutdown()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    cause = getattr(error, "cause", None)
+    if cause is not None:
+        text = f"{type(cause).__name__}: {cause}"
+    lines = [line for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:500]
