@@ -28,8 +28,10 @@ def is_process_env_var(name: str) -> bool:
     return name in PROCESS_ENV_VARS or is_secret_name(name)
 
 
-def describe(names: Iterable[str] | None = None) -> str:
-    """`NAME  description` lines for a `--help` epilog (all process variables unless `names` is given)."""
-    chosen = list(PROCESS_ENV_VARS) if names is None else list(names)
-    width = max(len(n) for n in chosen)
-    return "\n".join(f"  {name:<{width}}  {PROCESS_ENV_VARS[name]}" for name in chosen)
+def describe(names: Iterable[str] | None = None, extra: dict[str, str] | None = None) -> str:
+    """`NAME  description` lines for a `--help` epilog: the process variables `names` (all by default),
+    then `extra` ones (e.g. secrets) in the same columns."""
+    rows = {name: PROCESS_ENV_VARS[name] for name in (PROCESS_ENV_VARS if names is None else names)}
+    rows |= extra or {}
+    width = max(len(name) for name in rows)
+    return "\n".join(f"  {name:<{width}}  {text}" for name, text in rows.items())

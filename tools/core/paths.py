@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -14,8 +15,18 @@ def artifacts_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """Converted base models and tokenizers; shared across runs (`KOTONE_CACHE` overrides)."""
-    return Path(os.environ.get("KOTONE_CACHE", artifacts_dir() / "cache")).resolve()
+    """Converted base models and tokenizers, once per machine: `KOTONE_CACHE`, else
+    `$XDG_CACHE_HOME/kotone-loop` (`~/.cache/kotone-loop`). Not under the artifacts folder, so pointing
+    `KOTONE_ARTIFACTS` elsewhere does not redo the conversion."""
+    if explicit := os.environ.get("KOTONE_CACHE"):
+        return Path(explicit).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return (Path(base).expanduser() / "kotone-loop").resolve()
+
+
+def file_stem(name: str) -> str:
+    """A name made safe as a file name on every system: `regression:cycle_1/student` -> `regression-cycle_1-student`."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "unnamed"
 
 
 def loop_dir() -> Path:
