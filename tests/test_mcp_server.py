@@ -21,7 +21,7 @@ from tools.core.schema import DIMS
 from tools.mcp.server import build_server
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-ENTITY = {"entity_name": "local", "project_name": "kotone-loop"}
+ENTITY = {"entity_name": "offline", "project_name": "kotone-loop"}
 SECRET = "mistral-secret-value-1234567890"
 MIRRORED = {
     "get_run_history_tool",
@@ -29,9 +29,15 @@ MIRRORED = {
     "summarize_evaluation_tool",
     "query_weave_traces_tool",
     "count_weave_traces_tool",
-    "query_wandb_tool",
 }
-DOMAIN = {"get_eval_snapshot_tool", "get_cycle_history_tool", "get_champion_tool", "read_loop_artifact_tool"}
+DOMAIN = {
+    "get_eval_snapshot_tool",
+    "get_cycle_history_tool",
+    "get_champion_tool",
+    "read_loop_artifact_tool",
+    "list_runs_tool",
+    "predict_tool",
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +47,8 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Log
         runs = log_runs()
     champion = ChampionRecord(
         cycle=0,
+        candidate="base-skeleton",
+        decoder="skeleton",
         student_path=None,
         base_model="tiny",
         eval_run_id=runs.eval_run_id,
@@ -106,7 +114,7 @@ def test_tools_list_shows_the_mirrored_and_domain_tools_with_schemas(env):
             return (await client.list_tools()).tools
 
     tools = {t.name: t for t in anyio.run(go)}
-    assert set(tools) >= MIRRORED | DOMAIN
+    assert set(tools) >= MIRRORED | DOMAIN | {"query_wandb_tool"}
     for name in MIRRORED:
         props = tools[name].input_schema["properties"]
         assert {"entity_name", "project_name"} <= set(props), name
@@ -118,24 +126,27 @@ def test_tools_list_shows_the_mirrored_and_domain_tools_with_schemas(env):
 
 
 def test_run_history_returns_the_logged_training_steps(env):
-    history = ok("get_run_history_tool", {**ENTITY, "run_id": env.train_run_id, "keys": ["loss", "lr"]})
-    assert history["rows"] == [{"_step": m["step"], "loss": m["loss"], "lr": m["lr"]} for m in TRAIN_STEPS]
-    assert history["keys_returned"] == ["loss", "lr"]
+    keys = ["train/loss", "train/learning_rate"]
+    history = ok("get_run_history_tool", {**ENTITY, "run_id": env.train_run_id, "keys": keys})
+    assert history["rows"] == [
+        {"_step": m["step"], "train/loss": m["loss"], "train/learning_rate": m["lr"]} for m in TRAIN_STEPS
+    ]
+    assert history["keys_returned"] == ["train/learning_rate", "train/loss"]
     assert (history["run_name"], history["total_steps"], history["sampled_points"]) == ("cycle1-train", 7, 8)
     sampled = ok("get_run_history_tool", {**ENTITY, "run_id": env.train_run_id, "samples": 4, "min_step": 2})
     assert [r["_step"] for r in sampled["rows"]] == [2, 3, 5, 6]
 
 
-def test_query_wandb_lists_eval_runs_with_their_summary_metrics(env):
+def test_list_runs_lists_eval_runs_with_their_summary_metrics(env):
     listing = ok(
-        "query_wandb_tool", {**ENTITY, "filters": {"jobType": "eval"}, "include": ["summary", "config"]}
+        "list_runs_tool", {**ENTITY, "filters": {"jobType": "eval"}, "include": ["summary", "config"]}
     )
     by_id = {item["id"]: item for item in listing["items"]}
     assert set(by_id) == {env.eval_run_id, env.baseline_run_id}, "the test-split record must stay hidden"
     assert by_id[env.eval_run_id]["summary"]["eval/vector_mae"] == pytest.approx(env.report.vector_mae)
     assert by_id[env.baseline_run_id]["config"]["role"] == "baseline"
     assert listing["total_count"] == 2 and listing["has_more"] is False
-    one = ok("query_wandb_tool", {**ENTITY, "resource": "run", "run_id": env.eval_run_id})
+    one = ok("list_runs_tool", {**ENTITY, "resource": "run", "run_id": env.eval_run_id})
     assert one["item"]["summary"]["eval/per_dim_mae/energy"] == pytest.approx(
         env.report.per_dim_mae["energy"]
     )
@@ -228,9 +239,13 @@ def test_path_arguments_cannot_escape_the_artifacts_dir(env, path):
         ("get_run_history_tool", {**ENTITY}, "run_id"),
         ("query_weave_traces_tool", {**ENTITY, "filters": {"bogus": 1}}, "bogus"),
         ("query_weave_traces_tool", {**ENTITY, "limit": 0}, "limit"),
-        ("query_wandb_tool", {**ENTITY, "filters": {"summary.x": {"$gt": 1}}}, "unsupported filter"),
-        ("query_wandb_tool", {**ENTITY, "filters": {"group": {"$ne": "a"}}}, "only equality"),
-        ("query_wandb_tool", {**ENTITY, "resource": "run"}, "needs run_id"),
+        ("query_weave_traces_tool", {**ENTITY, "detail_level": "everything"}, "detail_level"),
+        ("query_weave_traces_tool", {**ENTITY, "sort_by": "costs"}, "not sortable"),
+        ("query_weave_traces_tool", {**ENTITY, "filters": {"inputs": {"x": {"$regex": "a"}}}}, "$regex"),
+        ("query_wandb_tool", {"variables": {}}, "query"),
+        ("list_runs_tool", {**ENTITY, "filters": {"summary.x": {"$gt": 1}}}, "unsupported filter"),
+        ("list_runs_tool", {**ENTITY, "filters": {"group": {"$ne": "a"}}}, "only equality"),
+        ("list_runs_tool", {**ENTITY, "resource": "run"}, "needs run_id"),
         ("get_eval_snapshot_tool", {"top_k": "many"}, "top_k"),
     ],
 )
@@ -273,7 +288,7 @@ def test_a_real_stdio_session_lists_tools_and_returns_the_logged_numbers(logged)
             tools = (await client.list_tools()).tools
             results = {}
             for name, arguments in [
-                ("get_run_history_tool", {**ENTITY, "run_id": runs.train_run_id, "keys": ["loss"]}),
+                ("get_run_history_tool", {**ENTITY, "run_id": runs.train_run_id, "keys": ["train/loss"]}),
                 ("get_eval_snapshot_tool", {}),
                 ("count_weave_traces_tool", {**ENTITY, "filters": {"op_name_contains": "predict_and_score"}}),
                 ("summarize_evaluation_tool", {**ENTITY, "eval_name": "cycle0-base"}),
@@ -292,7 +307,7 @@ def test_a_real_stdio_session_lists_tools_and_returns_the_logged_numbers(logged)
     assert {t.name for t in out["tools"]} >= MIRRORED | DOMAIN
     assert all(t.input_schema.get("type") == "object" for t in out["tools"])
     history = json.loads(out["get_run_history_tool"].structured_content["result"])
-    assert [r["loss"] for r in history["rows"]] == [m["loss"] for m in TRAIN_STEPS]
+    assert [r["train/loss"] for r in history["rows"]] == [m["loss"] for m in TRAIN_STEPS]
     snapshot = out["get_eval_snapshot_tool"].structured_content
     assert snapshot["champion_metrics"]["vector_mae"] == pytest.approx(runs.report.vector_mae)
     assert {d: snapshot["base_metrics"]["per_dim_mae"][d] for d in DIMS} == pytest.approx(
@@ -332,12 +347,12 @@ def test_streamable_http_on_loopback_serves_the_same_tools(logged):
         async def go() -> Any:
             async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp")) as client:
                 return await client.call_tool(
-                    "get_run_history_tool", {**ENTITY, "run_id": runs.train_run_id, "keys": ["loss"]}
+                    "get_run_history_tool", {**ENTITY, "run_id": runs.train_run_id, "keys": ["train/loss"]}
                 )
 
         result = anyio.run(go)
         history = json.loads(result.structured_content["result"])
-        assert [r["loss"] for r in history["rows"]] == [m["loss"] for m in TRAIN_STEPS]
+        assert [r["train/loss"] for r in history["rows"]] == [m["loss"] for m in TRAIN_STEPS]
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -351,3 +366,215 @@ def test_http_refuses_non_loopback_hosts():
         cwd=PROJECT_ROOT,
     )
     assert result.returncode != 0 and "loopback" in result.stderr
+
+
+RUNS_QUERY = """
+query Runs($entity: String, $project: String!, $filters: JSONString, $order: String, $after: String) {
+  project(name: $project, entityName: $entity) {
+    name
+    runCount(filters: $filters)
+    runs(first: 1, filters: $filters, order: $order, after: $after) {
+      edges { node { name displayName jobType tags config summaryMetrics } cursor }
+      pageInfo { endCursor hasNextPage }
+    }
+  }
+}
+"""
+
+
+def test_query_wandb_answers_graphql_run_queries_as_wandb_does(env):
+    variables = {
+        "project": "kotone-loop",
+        "filters": json.dumps({"jobType": "eval", "config.role": {"$in": ["base", "baseline"]}}),
+        "order": "+summary_metrics.eval/vector_mae",
+    }
+    first = ok("query_wandb_tool", {"query": RUNS_QUERY, "variables": variables})
+    project = first["data"]["project"]
+    assert project["runCount"] == 2, "the test-split record must stay hidden"
+    (edge,) = project["runs"]["edges"]
+    best = min(
+        (env.report, env.eval_run_id),
+        (env.baseline_report, env.baseline_run_id),
+        key=lambda p: p[0].vector_mae,
+    )
+    assert edge["node"]["name"] == best[1]
+    assert json.loads(edge["node"]["summaryMetrics"])["eval/vector_mae"] == pytest.approx(best[0].vector_mae)
+    assert json.loads(edge["node"]["config"])["split"] == {"value": "valid", "desc": None}
+    assert project["runs"]["pageInfo"]["hasNextPage"] is True
+    after = project["runs"]["pageInfo"]["endCursor"]
+    second = ok("query_wandb_tool", {"query": RUNS_QUERY, "variables": {**variables, "after": after}})
+    page = second["data"]["project"]["runs"]
+    assert [e["node"]["name"] for e in page["edges"]] == list(
+        {env.eval_run_id, env.baseline_run_id} - {best[1]}
+    )
+    assert page["pageInfo"]["hasNextPage"] is False
+
+
+def test_query_wandb_reads_one_run_by_id_with_its_history(env):
+    query = """query Run($project: String!, $runId: String!, $specs: [JSONString!]!) {
+      project(name: $project) { run(name: $runId) {
+        name displayName jobType tags historyKeys historyLineCount sampledHistory(specs: $specs) } } }"""
+    variables = {
+        "project": "kotone-loop",
+        "runId": env.train_run_id,
+        "specs": [json.dumps({"keys": ["train/loss"], "samples": 100})],
+    }
+    run = ok("query_wandb_tool", {"query": query, "variables": variables})["data"]["project"]["run"]
+    assert (run["name"], run["displayName"], run["jobType"]) == (env.train_run_id, "cycle1-train", "train")
+    assert {"train/loss", "train/learning_rate", "train/epoch"} <= set(run["historyKeys"])
+    assert run["historyLineCount"] == len(TRAIN_STEPS)
+    assert [row["train/loss"] for row in run["sampledHistory"][0]] == [m["loss"] for m in TRAIN_STEPS]
+    assert {"cycle_1", "train"} <= set(run["tags"])
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ('mutation { deleteRun(id: "x") { ok } }', "mutation"),
+        (
+            '{ project(name: "kotone-loop") { runs(filters: "{\\"bogus\\": 1}") { edges { node { name } } } } }',
+            "bogus",
+        ),
+        ('{ project(name: "kotone-loop") { summary } }', "Cannot query field 'summary'"),
+    ],
+)
+def test_query_wandb_reports_graphql_errors_in_the_result(env, query, expected):
+    result = ok("query_wandb_tool", {"query": query})
+    assert any(expected in error["message"] for error in result["errors"])
+
+
+def test_query_wandb_hides_held_out_runs_and_unknown_projects(env):
+    query = (
+        '{ a: project(name: "kotone-loop") { run(name: "%s") { name } } b: project(name: "nope") { name } }'
+    )
+    data = ok("query_wandb_tool", {"query": query % env.test_run_id})["data"]
+    assert data == {"a": {"run": None}, "b": None}
+
+
+def test_trace_filters_read_time_range_inputs_output_and_the_linked_run(env):
+    rows = {"op_name_contains": "predict_and_score"}
+    everything = ok("count_weave_traces_tool", {**ENTITY, "filters": rows})["total_count"]
+    assert everything == env.report.n_rows + env.baseline_report.n_rows
+    future = {**rows, "time_range": {"start": "2100-01-01T00:00:00Z"}}
+    assert ok("count_weave_traces_tool", {**ENTITY, "filters": future})["total_count"] == 0
+    past = {**rows, "time_range": {"start": "2000-01-01T00:00:00Z", "end": "2100-01-01T00:00:00Z"}}
+    assert ok("count_weave_traces_tool", {**ENTITY, "filters": past})["total_count"] == everything
+    text = env.report.rows[3].request_text
+    by_input = {**rows, "inputs": {"example.request_text": text}}
+    (trace,) = ok("query_weave_traces_tool", {**ENTITY, "filters": by_input})["traces"]
+    assert trace["inputs"]["example"]["request_text"] == text
+    invalid = {**rows, "output": {"scores.json_valid": False}}
+    n_invalid = sum(not r.json_valid for r in env.report.rows + env.baseline_report.rows)
+    assert ok("count_weave_traces_tool", {**ENTITY, "filters": invalid})["total_count"] == n_invalid
+    linked = {**rows, "wb_run_id": env.eval_run_id}
+    assert ok("count_weave_traces_tool", {**ENTITY, "filters": linked})["total_count"] == env.report.n_rows
+    contains = {"trace_roots_only": True, "attributes": {"kotone.run_name": {"$contains": "BASELINE"}}}
+    assert ok("count_weave_traces_tool", {**ENTITY, "filters": contains})["total_count"] == 1
+
+
+def test_detail_level_chooses_the_fields_and_truncation(env):
+    arguments = {**ENTITY, "filters": {"op_name_contains": "predict_and_score"}, "limit": 2}
+    schema = ok("query_weave_traces_tool", {**arguments, "detail_level": "schema"})
+    assert set(schema["traces"][0]) <= {
+        "id",
+        "trace_id",
+        "op_name",
+        "started_at",
+        "ended_at",
+        "status",
+        "parent_id",
+        "display_name",
+    }
+    assert "inputs" not in schema["traces"][0]
+    short = ok("query_weave_traces_tool", {**arguments, "truncate_length": 5})
+    assert short["traces"][0]["inputs"]["example"]["request_text"].endswith("...")
+    full = ok("query_weave_traces_tool", {**arguments, "truncate_length": 5, "detail_level": "full"})
+    assert full["traces"][0]["inputs"]["example"]["request_text"].startswith("request ")
+    assert full["metadata"]["total_matching_count"] == env.report.n_rows + env.baseline_report.n_rows
+
+
+def test_every_evaluation_is_linked_to_its_wandb_run(env):
+    summary = ok("summarize_evaluation_tool", {**ENTITY, "max_evals": 5})
+    linked = {e["display_name"]: e["wb_run_id"] for e in summary["evaluations"]}
+    assert linked["cycle0-base"].endswith(f"/{env.eval_run_id}")
+    assert linked["baseline-tfidf_ridge"].endswith(f"/{env.baseline_run_id}")
+    assert summary["items"] == summary["evaluations"]
+
+
+def test_the_server_reports_the_project_version():
+    from importlib.metadata import version
+
+    async def go() -> Any:
+        async with Client(build_server()) as client:
+            return client.server_info
+
+    info = anyio.run(go)
+    assert (info.name, info.version) == ("kotone-loop", version("kotone-loop"))
+
+
+OFFICIAL = json.loads((PROJECT_ROOT / "tests" / "fixtures" / "wandb_mcp_v0.3.3_tools.json").read_text())
+
+
+def _types(schema: dict[str, Any], defs: dict[str, Any]) -> set[str]:
+    """The JSON types a (sub)schema accepts, through $ref and anyOf."""
+    if "$ref" in schema:
+        return _types(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+    if "anyOf" in schema:
+        return set().union(*(_types(s, defs) for s in schema["anyOf"]))
+    kind = schema.get("type")
+    return (
+        set(kind) if isinstance(kind, list) else {kind} if kind else {"string"} if "enum" in schema else set()
+    )
+
+
+def _object_properties(schema: dict[str, Any], defs: dict[str, Any]) -> set[str]:
+    if "$ref" in schema:
+        return _object_properties(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+    return set(schema.get("properties", {})).union(
+        *(_object_properties(s, defs) for s in schema.get("anyOf", []))
+    )
+
+
+def _listed_tools() -> dict[str, Any]:
+    async def go() -> Any:
+        async with Client(build_server()) as client:
+            return (await client.list_tools()).tools
+
+    return {t.name: t for t in anyio.run(go)}
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL["tools"]))
+def test_mirrored_tools_accept_every_call_the_official_schema_allows(env, name):
+    official = OFFICIAL["tools"][name]
+    tool = _listed_tools()[name]
+    ours = tool.input_schema
+    defs = ours.get("$defs", {})
+    assert set(ours.get("required", [])) <= set(official["required"]), "we must not require more"
+    for prop, spec in official["properties"].items():
+        assert prop in ours["properties"], f"{name} lacks the official argument {prop!r}"
+        mine = ours["properties"][prop]
+        assert spec["type"] in _types(mine, defs), f"{name}.{prop}: {spec['type']} vs {mine}"
+        if "default" in spec:
+            assert mine.get("default") == spec["default"], f"{name}.{prop} default"
+        if "enum" in spec:
+            assert set(spec["enum"]) <= set(mine.get("enum", spec["enum"])), f"{name}.{prop} values"
+    if "filter_keys" in official:
+        accepted = _object_properties(ours["properties"]["filters"], defs)
+        assert set(official["filter_keys"]) <= accepted, set(official["filter_keys"]) - accepted
+    assert tool.annotations.read_only_hint
+
+
+def test_mirrored_tools_return_the_official_result_keys(env):
+    arguments = {
+        "query_wandb_tool": {"query": '{ project(name: "kotone-loop") { name runCount } }'},
+        "query_weave_traces_tool": ENTITY,
+        "count_weave_traces_tool": ENTITY,
+        "get_run_history_tool": {**ENTITY, "run_id": env.train_run_id},
+        "compare_runs_tool": {**ENTITY, "run_id_a": env.eval_run_id, "run_id_b": env.baseline_run_id},
+        "summarize_evaluation_tool": ENTITY,
+    }
+    assert set(arguments) == set(OFFICIAL["tools"])
+    for name, args in arguments.items():
+        result = ok(name, args)
+        missing = set(OFFICIAL["tools"][name]["result_keys"]) - set(result)
+        assert not missing, f"{name} result lacks {missing}"

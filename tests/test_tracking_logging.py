@@ -45,9 +45,15 @@ def test_offline_logging_writes_run_logs_and_traces_under_the_artifacts_dir(logg
 
 def test_training_history_round_trips_step_by_step(logged, store):
     _, runs = logged
-    history = store.get_history(runs.train_run_id, ["loss", "lr", "epoch"])
+    history = store.get_history(runs.train_run_id, ["train/loss", "train/learning_rate", "train/epoch"])
     expected = [
-        {"_step": m["step"], "loss": m["loss"], "lr": m["lr"], "epoch": m["epoch"]} for m in TRAIN_STEPS
+        {
+            "_step": m["step"],
+            "train/loss": m["loss"],
+            "train/learning_rate": m["lr"],
+            "train/epoch": m["epoch"],
+        }
+        for m in TRAIN_STEPS
     ]
     assert history.rows == expected
     assert history.total_steps == TRAIN_STEPS[-1]["step"]
@@ -180,6 +186,35 @@ def test_record_reader_agrees_with_wandb_leet_inspect(logged):
     assert runs.train_run_id
 
 
+def _metric_definitions(path: Path) -> dict[str, str]:
+    """name -> step metric of every `define_metric` record in a run log."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    definitions = {}
+    for raw in iter_record_bytes(path):
+        record = pb.Record()
+        record.ParseFromString(raw)
+        if record.WhichOneof("record_type") == "metric":
+            metric = record.metric
+            definitions[metric.name or metric.glob_name] = metric.step_metric
+    return definitions
+
+
+def test_runs_follow_wandb_conventions(logged, store):
+    """train/* history on a train/step axis, tags a W&B user filters by, and no made-up entity."""
+    artifacts, runs = logged
+    train = store.get_run(runs.train_run_id)
+    assert {"train", "cycle_1"} <= set(train.tags)
+    assert {"eval", "cycle_0", "role:base", "split:valid"} <= set(store.get_run(runs.eval_run_id).tags)
+    (train_log,) = [p for p in find_run_logs(artifacts / "wandb") if runs.train_run_id in p.name]
+    assert _metric_definitions(train_log)["train/*"] == "train/step"
+    for path in find_run_logs(artifacts / "wandb"):
+        assert read_offline_run(path).entity == "", (
+            "offline runs carry no entity (wandb sync picks the user's)"
+        )
+    assert store.entity == "offline" and train.entity == "offline"
+
+
 def test_records_spanning_several_blocks_are_reassembled(tmp_path, monkeypatch):
     """A config far larger than one 32 KiB block is split into FIRST/MIDDLE/LAST chunks."""
     monkeypatch.setenv("KOTONE_ARTIFACTS", str(tmp_path))
@@ -194,7 +229,7 @@ def test_records_spanning_several_blocks_are_reassembled(tmp_path, monkeypatch):
     assert path.stat().st_size > 3 * 32 * 1024
     parsed = read_offline_run(path)
     assert parsed.run_id == run_id and parsed.config == big
-    assert parsed.history[0]["loss"] == 1.5
+    assert parsed.history[0]["train/loss"] == 1.5
 
 
 def test_a_file_that_is_not_a_record_log_is_rejected_clearly(tmp_path):
@@ -246,3 +281,15 @@ def test_offline_logging_makes_no_network_attempts(tmp_path):
     ]
     assert remote == [], remote[:5]
     assert not (tmp_path / "home").exists(), "offline logging wrote to the home directory"
+
+
+def test_every_weave_call_of_an_evaluation_names_its_wandb_run(logged, store):
+    _, runs = logged
+    (root,) = [
+        c
+        for c in store.query_calls(CallFilters(trace_roots_only=True))
+        if c.attributes["kotone"]["run_name"] == "cycle0-base"
+    ]
+    calls = store.query_calls(CallFilters(trace_id=root.trace_id))
+    assert len(calls) > runs.report.n_rows
+    assert {c.wb_run_id for c in calls} == {f"offline/kotone-loop/{runs.eval_run_id}"}

@@ -13,7 +13,7 @@ from pathlib import Path
 from tools.core.atomic import atomic_write_json
 from tools.core.env_vars import describe
 from tools.core.paths import file_stem
-from tools.data.dataset import load_dataset
+from tools.data.dataset import DatasetError, SplitLeakError, load_dataset
 from tools.evaluation.harness import evaluate, evaluate_baselines, format_table
 
 
@@ -55,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="folder for the EvalReport JSON files")
     args = parser.parse_args(argv)
 
-    data = load_dataset(args.data)
+    try:
+        data = load_dataset(args.data)
+    except (DatasetError, SplitLeakError, FileNotFoundError) as exc:
+        # A request in two splits would score the model on what it trained on: refuse, in one line.
+        print(f"error: cannot evaluate on {args.data!r}: {exc}", file=sys.stderr)
+        return 2
     rows = data.split(args.split)[: args.limit]
     if not rows:
         parser.error(f"split {args.split!r} of {data.name} is empty")

@@ -14,18 +14,37 @@ TOOL_MODULES = (
     "tools.mcp.wandb_tools",
     "tools.mcp.weave_tools",
     "tools.mcp.loop_tools",
+    "tools.mcp.predict_tools",
     "tools.mcp.actions",
 )
+PACKAGE = "kotone-loop"
 
 INSTRUCTIONS = (
     "Evidence about the kotone-loop student model: W&B runs (training history, eval summaries with "
     "eval/ keys), Weave evaluation traces (one Evaluation.predict_and_score call per validation row), "
-    "the champion, and the cycle history. Start with get_eval_snapshot_tool."
+    "the champion, and the cycle history; predict_tool answers a request with the champion. "
+    "Start with get_eval_snapshot_tool."
 )
 
 
+def project_version() -> str:
+    """The installed package's version; from pyproject.toml when running from a checkout not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(PACKAGE)
+    except PackageNotFoundError:
+        import tomllib
+
+        from tools.core.paths import PROJECT_ROOT
+
+        return tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
 def build_server() -> MCPServer:
-    server = MCPServer("kotone-loop", instructions=INSTRUCTIONS, log_level="WARNING")
+    server = MCPServer(
+        "kotone-loop", version=project_version(), instructions=INSTRUCTIONS, log_level="WARNING"
+    )
     for module_name in TOOL_MODULES:
         importlib.import_module(module_name).register(server)
     return server

@@ -1,7 +1,8 @@
-"""Read-only W&B run tools, mirroring the official W&B MCP server's names, arguments and JSON shapes.
-
-Results are JSON strings as in github.com/wandb/wandb-mcp-server, so an agent written against
-either server reads the same fields.  Backed by `tools.tracking.open_store` (offline logs or cloud).
+"""Read-only W&B run tools. `query_wandb_tool` (GraphQL), `get_run_history_tool` and `compare_runs_tool`
+mirror the official W&B MCP server (github.com/wandb/wandb-mcp-server v0.3.3): same names, arguments and
+result shapes (tests/fixtures/wandb_mcp_v0.3.3_tools.json is the snapshot the tests hold them to).
+`list_runs_tool` and `get_run_table_tool` are this project's own. Backed by `tools.tracking.open_store`
+(offline logs or cloud).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from tools.mcp.safety import add_tools
+from tools.tracking.env import tracking_settings
+from tools.tracking.graphql_api import execute_query
 from tools.tracking.store import RunFilters, RunInfo, open_store
 
 MAX_HISTORY_ROWS = 2000
@@ -77,6 +80,38 @@ def _serialize_run(run: RunInfo, include: set[str], summary_keys: list[str] | No
 
 
 def query_wandb_tool(
+    query: Annotated[str, Field(min_length=1, max_length=20_000, description="a GraphQL query document")],
+    variables: dict[str, Any] | None = None,
+    max_items: Annotated[int, Field(ge=1, le=MAX_QUERY_ITEMS)] = 100,
+    items_per_page: Annotated[int, Field(ge=1, le=MAX_QUERY_ITEMS)] = 20,
+) -> dict[str, Any]:
+    """Execute a GraphQL query against W&B Models data (projects and runs), as W&B's own API reads it.
+
+    Same arguments and result as the official W&B MCP server's query_wandb_tool: `variables` fill the
+    query's `$names`; `filters` is a JSON *string* (json.dumps of a Mongo-style filter such as
+    {"jobType": "eval", "config.role": "base", "summary_metrics.eval/vector_mae": {"$lt": 1}}); `order`
+    is "-createdAt" (default), "+summary_metrics.<key>", ...; `run(name:)` takes the short run id, a
+    display name needs runs(filters: {"displayName": ...}). Collections use the connection pattern
+    (`edges { node { ... } } pageInfo { endCursor hasNextPage }`; continue with `after: endCursor`).
+    Run fields: id name displayName state group jobType tags createdAt config summaryMetrics (JSON
+    strings) historyKeys historyLineCount sampledHistory(specs: ["{\"keys\": [\"train/loss\"]}"]).
+    Example: query($entity: String, $project: String!) { project(name: $project, entityName: $entity)
+    { runs(first: 5, order: "-createdAt") { edges { node { name displayName summaryMetrics } }
+    pageInfo { endCursor hasNextPage } } } }. Returns {"data": ...} and "errors" when a field failed.
+    A connection returns at most max_items nodes per call; items_per_page is accepted for compatibility
+    (the local store answers in one page).
+    """
+    settings = tracking_settings()
+    return execute_query(
+        query,
+        variables,
+        open_store=lambda entity, project: open_store(entity, project, agent_view=True),
+        known_project=settings.project,
+        max_items=max_items,
+    )
+
+
+def list_runs_tool(
     entity_name: EntityName,
     project_name: ProjectName,
     resource: Literal["runs", "run"] = "runs",
@@ -87,7 +122,8 @@ def query_wandb_tool(
     include: list[Literal["summary", "config"]] | None = None,
     summary_keys: list[str] | None = None,
 ) -> str:
-    """List runs (resource="runs") or read one run (resource="run", run_id=...) of a W&B project.
+    """kotone-loop's own run listing (no GraphQL): list runs (resource="runs") or read one
+    (resource="run", run_id=...) of a W&B project.
 
     filters: equality on group, jobType, state, displayName (substring) and config.<key>, e.g.
     {"jobType": "eval", "config.role": "base"}. include: add "summary" and/or "config" to each run.
@@ -250,4 +286,6 @@ def get_run_table_tool(
 
 
 def register(server: MCPServer) -> None:
-    add_tools(server, query_wandb_tool, get_run_history_tool, compare_runs_tool, get_run_table_tool)
+    add_tools(
+        server, query_wandb_tool, list_runs_tool, get_run_history_tool, compare_runs_tool, get_run_table_tool
+    )

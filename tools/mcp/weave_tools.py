@@ -1,4 +1,4 @@
-"""Read-only Weave trace tools, mirroring the official W&B MCP server's names, arguments and JSON shapes."""
+"""Read-only Weave trace tools, mirroring the official W&B MCP server (v0.3.3): names, arguments, JSON shapes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from tools.mcp.safety import add_tools
@@ -19,7 +20,8 @@ MAX_PER_TASK = 50
 
 
 def _truncate(value: Any, length: int | None) -> Any:
-    if length is None or length <= 0:
+    """Strings cut to `length` characters (0 keeps only the keys, as the official tool)."""
+    if length is None:
         return value
     if isinstance(value, str):
         return value if len(value) <= length else value[:length] + "..."
@@ -28,6 +30,10 @@ def _truncate(value: Any, length: int | None) -> Any:
     if isinstance(value, list):
         return [_truncate(v, length) for v in value]
     return value
+
+
+SCHEMA_FIELDS = ("id", "trace_id", "op_name", "started_at", "ended_at", "status", "parent_id", "display_name")
+SORTABLE = ("started_at", "ended_at", "op_name", "display_name", "latency_ms", "status", "trace_id", "id")
 
 
 def _trace_dict(call: TraceCall) -> dict[str, Any]:
@@ -47,40 +53,58 @@ def _trace_dict(call: TraceCall) -> dict[str, Any]:
         "summary": call.summary,
         "status": call.status,
         "latency_ms": call.latency_ms,
+        "wb_run_id": call.wb_run_id,
     }
+
+
+def _sorted(calls: list[TraceCall], sort_by: str, direction: str) -> list[TraceCall]:
+    if sort_by not in SORTABLE:
+        raise ToolError(f"sort_by {sort_by!r} is not sortable here; use one of {', '.join(SORTABLE)}")
+    present = [c for c in calls if getattr(c, sort_by) is not None]
+    missing = [c for c in calls if getattr(c, sort_by) is None]
+    present.sort(key=lambda c: getattr(c, sort_by), reverse=direction == "desc")
+    return present + missing
 
 
 def query_weave_traces_tool(
     entity_name: EntityName,
     project_name: ProjectName,
     filters: CallFilters | None = None,
-    sort_by: Literal["started_at"] = "started_at",
+    sort_by: str = "started_at",
     sort_direction: Literal["asc", "desc"] = "desc",
-    limit: Annotated[int, Field(ge=1, le=MAX_TRACES)] = 100,
-    offset: Annotated[int, Field(ge=0)] = 0,
+    limit: Annotated[int | None, Field(ge=1, le=MAX_TRACES)] = None,
     include_costs: bool = True,
     include_feedback: bool = True,
     columns: list[str] | None = None,
-    truncate_length: Annotated[int, Field(ge=0)] = 200,
+    expand_columns: list[str] | None = None,
+    truncate_length: Annotated[int, Field(ge=0)] = 1000,
     return_full_data: bool = False,
     metadata_only: bool = False,
+    detail_level: Literal["schema", "summary", "full"] = "summary",
+    offset: Annotated[int, Field(ge=0)] = 0,
 ) -> str:
     """Query Weave traces (calls) with filters; returns {"metadata": {...}, "traces": [...]}.
 
-    filters: op_name / op_name_contains (e.g. "Evaluation.predict_and_score"), display_name,
-    trace_id, call_ids, parent_ids, trace_roots_only, status, has_exception, latency
-    ({"$gt": ms}), attributes ({"dot.path": value}). Evaluation rows are the
-    Evaluation.predict_and_score calls: inputs.example has the request and target, output has the
-    prediction, served_by, latency_ms, per-dim abs_error and the scores (mae, mae_rounded,
-    json_valid). columns limits each trace's fields; strings are cut to truncate_length unless
-    return_full_data. Costs and feedback are not recorded locally (flags accepted, no effect).
+    filters (the official server's names): op_name (exact, or "*" for a substring), op_name_contains,
+    display_name, display_name_contains, trace_id, trace_ids, call_ids, parent_ids, trace_roots_only,
+    status ("success" / "error" / "running"), has_exception, time_range ({"start": ISO, "end": ISO}),
+    latency ({"$gt": ms}), attributes / inputs / output ({"dot.path": value} or {"dot.path": {"$gt" |
+    "$gte" | "$lt" | "$lte" | "$eq" | "$contains": v}}), wb_run_id (the W&B run a call is linked to).
+    detail_level: "schema" (structural fields only: id, trace_id, op_name, started_at, ended_at, status,
+    parent_id, display_name), "summary" (strings cut to truncate_length, the default), "full" (untruncated,
+    as return_full_data). Evaluation rows are the Evaluation.predict_and_score calls: inputs.example has
+    the request and target, output has the prediction, served_by, latency_ms, per-dim abs_error and the
+    scores (mae, mae_rounded, json_valid). limit defaults to 1000; offset pages further. Costs, feedback
+    and expand_columns have nothing to act on locally (accepted, no effect).
     """
     store = open_store(entity_name, project_name, agent_view=True)
-    matching = store.query_calls(filters, sort_direction=sort_direction)
+    matching = _sorted(store.query_calls(filters, sort_direction="asc"), sort_by, sort_direction)
+    limit = limit or MAX_TRACES
     page = matching[offset : offset + limit]
     started = [c.started_at for c in matching]
     metadata = {
         "total_traces": len(matching),
+        "total_matching_count": len(matching),
         "token_counts": {},
         "time_range": {"earliest": min(started, default=None), "latest": max(started, default=None)},
         "status_summary": dict(Counter(c.status for c in matching)),
@@ -90,12 +114,16 @@ def query_weave_traces_tool(
     }
     if metadata_only:
         return json.dumps({"metadata": metadata, "traces": []}, default=str)
+    full = return_full_data or detail_level == "full"
+    wanted = set(columns or (SCHEMA_FIELDS if detail_level == "schema" else ()))
     traces = []
     for call in page:
         trace = _trace_dict(call)
-        if columns:
-            trace = {k: v for k, v in trace.items() if k in set(columns) | {"id", "trace_id", "op_name"}}
-        traces.append(trace if return_full_data else _truncate(trace, truncate_length))
+        if wanted:
+            trace = {k: v for k, v in trace.items() if k in wanted | {"id", "trace_id", "op_name"}}
+        if detail_level == "schema":
+            trace = {k: v for k, v in trace.items() if k in SCHEMA_FIELDS}
+        traces.append(trace if full else _truncate(trace, truncate_length))
     return json.dumps({"metadata": metadata, "traces": traces}, default=str)
 
 
@@ -136,10 +164,13 @@ def summarize_evaluation_tool(
 ) -> str:
     """Summarize Weave evaluations (Evaluation.evaluate traces), newest first, with per-scorer aggregates.
 
-    eval_name matches the evaluation's display name (our wandb run name) or op name. Each item has
-    eval_id, display_name, op_name, started_at, total_predictions, successes, errors, error_rate,
-    scores ({mae: {mean}, json_valid: {true_count, true_fraction}, ...}), output (the summary the
-    evaluation logged) and, with include_per_task, the first rows with their scores.
+    eval_name matches the evaluation's display name (our wandb run name) or op name. Returns
+    {"evaluations": [...], returned_count, total_count, has_more, limit, project_exhaustive, project}
+    ("items" is the same list, as the official server also sends). Each evaluation has eval_id,
+    display_name, op_name, started_at, wb_run_id, total_predictions, observed_predictions, coverage,
+    details_exhaustive, successes, errors, error_rate, scores ({mae: {mean, count}, json_valid:
+    {true_count, true_fraction}, ...}), token_usage, output (the summary the evaluation logged) and,
+    with include_per_task, the first rows with their status and scores.
     """
     store = open_store(entity_name, project_name, agent_view=True)
     evaluations = [
@@ -147,29 +178,37 @@ def summarize_evaluation_tool(
         for c in store.query_calls(CallFilters(op_name_contains="Evaluation.evaluate", trace_roots_only=True))
         if eval_name is None or eval_name in (c.display_name or "") or eval_name in c.op_name
     ]
-    items = []
+    summaries = []
     for evaluation in evaluations[:max_evals]:
         children = store.query_calls(
             CallFilters(parent_ids=[evaluation.id], op_name_contains="Evaluation.predict_and_score"),
             sort_direction="asc",
         )
-        errors = sum(1 for c in children if c.status == "error")
-        item: dict[str, Any] = {
+        errors = sum(1 for c in children if c.status == "error" or c.exception is not None)
+        summary: dict[str, Any] = {
             "eval_id": evaluation.id,
             "display_name": evaluation.display_name,
             "op_name": evaluation.op_name,
             "started_at": evaluation.started_at,
+            "wb_run_id": evaluation.wb_run_id,
             "total_predictions": len(children),
             "observed_predictions": len(children),
+            "returned_count": len(children),
+            "coverage": 1.0,
             "details_exhaustive": True,
+            "aggregate_scope": "exhaustive",
+            "observed_successes": len(children) - errors,
+            "observed_errors": errors,
+            "observed_error_rate": round(errors / max(len(children), 1), 4),
             "successes": len(children) - errors,
             "errors": errors,
             "error_rate": round(errors / max(len(children), 1), 4),
             "scores": _scores(children),
+            "token_usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             "output": evaluation.output,
         }
         if include_per_task:
-            item["per_task"] = [
+            summary["per_task"] = [
                 {
                     "id": c.id,
                     "status": c.status,
@@ -179,16 +218,17 @@ def summarize_evaluation_tool(
                 }
                 for c in children[:MAX_PER_TASK]
             ]
-        items.append(item)
+        summaries.append(summary)
     return json.dumps(
         {
-            "items": items,
-            "evaluations": items,
-            "returned_count": len(items),
+            "evaluations": summaries,
+            "items": summaries,
+            "returned_count": len(summaries),
             "total_count": len(evaluations),
-            "has_more": len(evaluations) > len(items),
+            "has_more": len(evaluations) > len(summaries),
             "limit": max_evals,
-            "count": len(items),
+            "project_exhaustive": len(evaluations) <= len(summaries),
+            "count": len(summaries),
             "project": f"{entity_name}/{project_name}",
         },
         default=str,

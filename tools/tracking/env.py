@@ -7,17 +7,22 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tools.core import paths
 
-DEFAULT_ENTITY = "local"
+# Names the local store's project (and the Weave project id) when no entity is configured. It is never sent
+# to W&B: offline runs carry no entity, so `wandb sync` files them under the uploader's default entity.
+OFFLINE_ENTITY = "offline"
 DEFAULT_PROJECT = "kotone-loop"
 
 
 class TrackingSettings(BaseModel):
     mode: Literal["offline", "online"]
-    entity: str
+    entity: str = Field(description="entity of the local store and the Weave project id")
+    wandb_entity: str | None = Field(
+        description="the configured W&B entity, passed to wandb.init; None lets W&B pick the default"
+    )
     project: str
     wandb_dir: Path
     weave_db: Path
@@ -34,13 +39,16 @@ def tracking_settings() -> TrackingSettings:
     which is what the MCP client forwards to our stdio server) and a `WANDB_API_KEY`; anything else
     is offline.
     Entity and project come from `KOTONE_WANDB_ENTITY` / `KOTONE_WANDB_PROJECT` (then `WANDB_ENTITY` /
-    `WANDB_PROJECT`), defaulting to local / kotone-loop.
+    `WANDB_PROJECT`); the project defaults to kotone-loop, the entity to none (W&B's default entity;
+    the local store calls it "offline").
     """
     choice = os.environ.get("KOTONE_TRACKING") or os.environ.get("WANDB_MODE") or "offline"
     online = choice.lower() == "online" and bool(os.environ.get("WANDB_API_KEY"))
+    entity = os.environ.get("KOTONE_WANDB_ENTITY") or os.environ.get("WANDB_ENTITY") or None
     return TrackingSettings(
         mode="online" if online else "offline",
-        entity=os.environ.get("KOTONE_WANDB_ENTITY") or os.environ.get("WANDB_ENTITY") or DEFAULT_ENTITY,
+        entity=entity or OFFLINE_ENTITY,
+        wandb_entity=entity,
         project=os.environ.get("KOTONE_WANDB_PROJECT") or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
         wandb_dir=paths.wandb_dir(),
         weave_db=paths.weave_db_path(),

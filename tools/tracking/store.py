@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tools.tracking.env import TrackingSettings, tracking_settings
 from tools.tracking.trace_db import call_from_row, connect, op_short_name
@@ -65,25 +67,58 @@ class RunTable(BaseModel):
     rows: list[dict[str, Any]]
 
 
+FieldCondition = (
+    Any  # a literal (equality) or {"$eq" | "$gt" | "$gte" | "$lt" | "$lte" | "$contains": operand}
+)
+
+
+class TimeRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime | None = Field(None, description="ISO datetime; calls started at or after it")
+    end: datetime | None = Field(None, description="ISO datetime; calls started before it")
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
 class CallFilters(BaseModel):
-    """Trace filters, named as the official W&B MCP server's `filters` argument."""
+    """Trace filters, named and read as the official W&B MCP server's `filters` argument."""
 
     model_config = ConfigDict(extra="forbid")
 
-    op_name: str | None = Field(None, description="exact op name (full ref or short name)")
+    op_name: str | None = Field(
+        None, description='exact op name (full ref or short name); "*" for a substring'
+    )
     op_name_contains: str | None = None
-    display_name: str | None = None
+    display_name: str | None = Field(None, description='exact display name; "*" for a substring')
+    display_name_contains: str | None = None
     trace_id: str | None = None
     trace_ids: list[str] | None = None
-    call_ids: list[str] | None = None
-    parent_ids: list[str] | None = None
+    call_ids: list[str] | None = Field(None, description="call (span) ids; a single id is accepted too")
+    parent_ids: list[str] | None = Field(None, description="children of these call ids")
     trace_roots_only: bool | None = None
     status: Literal["success", "error", "running"] | None = None
     has_exception: bool | None = None
+    time_range: TimeRange | None = Field(None, description='{"start": ISO, "end": ISO} on started_at')
     latency: dict[Literal["$gt", "$gte", "$lt", "$lte", "$eq"], float] | None = Field(
         None, description='summary.weave.latency_ms bounds, e.g. {"$gt": 500}'
     )
-    attributes: dict[str, Any] | None = Field(None, description="dot path -> required value")
+    attributes: dict[str, FieldCondition] | None = Field(
+        None, description='dot path -> value or {"$gt"|"$gte"|"$lt"|"$lte"|"$eq"|"$contains": v}'
+    )
+    inputs: dict[str, FieldCondition] | None = Field(
+        None, description="dot path into the inputs -> as attributes"
+    )
+    output: dict[str, FieldCondition] | None = Field(
+        None, description="dot path into the output -> as attributes"
+    )
+    wb_run_id: str | dict[Literal["$contains"], str] | None = Field(
+        None, description='"entity/project/run_id" (or the bare run id), or {"$contains": text}'
+    )
+
+    _lists = field_validator("call_ids", "parent_ids", "trace_ids", mode="before")(_as_list)
 
 
 class TraceCall(BaseModel):
@@ -100,6 +135,7 @@ class TraceCall(BaseModel):
     output: Any
     summary: dict[str, Any]
     exception: str | None
+    wb_run_id: str | None = None
     status: str
     latency_ms: int | None
 
@@ -155,12 +191,65 @@ def _get_path(value: Any, path: str) -> Any:
     return value
 
 
+_BOUNDS: dict[str, Callable[[Any, Any], bool]] = {
+    "$eq": lambda value, operand: value == operand,
+    "$gt": lambda value, operand: value > operand,
+    "$gte": lambda value, operand: value >= operand,
+    "$lt": lambda value, operand: value < operand,
+    "$lte": lambda value, operand: value <= operand,
+}
+
+
+def _satisfies(value: Any, condition: FieldCondition) -> bool:
+    if not (isinstance(condition, dict) and len(condition) == 1 and next(iter(condition)).startswith("$")):
+        return value == condition
+    ((operator, operand),) = condition.items()
+    if operator == "$contains":
+        return isinstance(value, str) and str(operand).lower() in value.lower()
+    if operator not in _BOUNDS:
+        raise ValueError(f"unsupported operator {operator!r}; supported: {', '.join(_BOUNDS)}, $contains")
+    try:
+        return value is not None and _BOUNDS[operator](value, operand)
+    except TypeError:
+        return False
+
+
+def _name_matches(pattern: str, *names: str) -> bool:
+    if "*" in pattern:
+        needle = pattern.replace(".*", "").replace("*", "")
+        return any(needle in name for name in names)
+    return pattern in names
+
+
+def _run_id_matches(wb_run_id: str | None, wanted: str | dict[str, str]) -> bool:
+    if wb_run_id is None:
+        return False
+    if isinstance(wanted, dict):
+        return wanted["$contains"] in wb_run_id
+    return wb_run_id == wanted or wb_run_id.endswith(f"/{wanted}")
+
+
+def _started_within(started_at: str, window: TimeRange) -> bool:
+    started = datetime.fromisoformat(started_at)
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+
+    def aware(moment: datetime) -> datetime:
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    return (window.start is None or started >= aware(window.start)) and (
+        window.end is None or started < aware(window.end)
+    )
+
+
 def call_matches(call: TraceCall, filters: CallFilters) -> bool:
     short = op_short_name(call.op_name)
+    display = call.display_name or ""
     checks = [
-        filters.op_name is None or filters.op_name in (call.op_name, short),
+        filters.op_name is None or _name_matches(filters.op_name, call.op_name, short),
         filters.op_name_contains is None or filters.op_name_contains in call.op_name,
-        filters.display_name is None or filters.display_name in ((call.display_name or ""), short),
+        filters.display_name is None or _name_matches(filters.display_name, display, short),
+        filters.display_name_contains is None or filters.display_name_contains in display,
         filters.trace_id is None or call.trace_id == filters.trace_id,
         filters.trace_ids is None or call.trace_id in filters.trace_ids,
         filters.call_ids is None or call.id in filters.call_ids,
@@ -168,19 +257,18 @@ def call_matches(call: TraceCall, filters: CallFilters) -> bool:
         not filters.trace_roots_only or call.parent_id is None,
         filters.status is None or call.status == filters.status,
         filters.has_exception is None or (call.exception is not None) == filters.has_exception,
+        filters.time_range is None or _started_within(call.started_at, filters.time_range),
+        filters.wb_run_id is None or _run_id_matches(call.wb_run_id, filters.wb_run_id),
     ]
     if filters.latency:
-        latency = call.latency_ms
-        bounds = {
-            "$gt": lambda b: latency > b,
-            "$gte": lambda b: latency >= b,
-            "$lt": lambda b: latency < b,
-            "$lte": lambda b: latency <= b,
-            "$eq": lambda b: latency == b,
-        }
-        checks.append(latency is not None and all(bounds[op](b) for op, b in filters.latency.items()))
-    for path, expected in (filters.attributes or {}).items():
-        checks.append(_get_path(call.attributes, path) == expected)
+        checks.append(all(_satisfies(call.latency_ms, {op: b}) for op, b in filters.latency.items()))
+    for source, conditions in (
+        (call.attributes, filters.attributes),
+        (call.inputs, filters.inputs),
+        (call.output, filters.output),
+    ):
+        for path, condition in (conditions or {}).items():
+            checks.append(_satisfies(_get_path(source, path), condition))
     return all(checks)
 
 
@@ -220,16 +308,16 @@ class LocalTrackingStore:
                 with self._cache_lock:
                     self._cache[path] = cached
             run = cached[1]
-            if run.entity == self.entity and run.project == self.project:
+            # A run logged without an entity (the offline default) belongs to whichever entity reads it.
+            if run.entity in ("", self.entity) and run.project == self.project:
                 runs.append(run)
         return runs
 
-    @staticmethod
-    def _info(run: OfflineRun) -> RunInfo:
+    def _info(self, run: OfflineRun) -> RunInfo:
         return RunInfo(
             id=run.run_id,
             name=run.name,
-            entity=run.entity,
+            entity=run.entity or self.entity,
             project=run.project,
             group=run.group,
             job_type=run.job_type,
@@ -319,9 +407,10 @@ class CloudTrackingStore:
     def __init__(self, settings: TrackingSettings):
         import wandb
 
-        self.entity, self.project = settings.entity, settings.project
-        self._settings = settings
         self._api = wandb.Api(timeout=30)
+        self.entity = settings.wandb_entity or self._api.default_entity
+        self.project = settings.project
+        self._settings = settings
 
     def _path(self, run_id: str | None = None) -> str:
         base = f"{self.entity}/{self.project}"
@@ -475,9 +564,10 @@ def open_store(
     `agent_view=True` (what the MCP tools use) hides held-out runs and traces.
     """
     settings = tracking_settings()
-    settings = settings.model_copy(
-        update={"entity": entity or settings.entity, "project": project or settings.project}
-    )
+    if entity:
+        settings = settings.model_copy(update={"entity": entity, "wandb_entity": entity})
+    if project:
+        settings = settings.model_copy(update={"project": project})
     store: TrackingStore = (
         CloudTrackingStore(settings) if settings.mode == "online" else LocalTrackingStore(settings)
     )

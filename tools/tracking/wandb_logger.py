@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import secrets
+import string
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,16 +34,47 @@ ROW_TABLE_COLUMNS = [
 ]
 
 
-def _init_run(settings: TrackingSettings, *, name: str, group: str, job_type: str, config: dict) -> Any:
+# What each optimizer step may report (the trainers' `on_step` dict) -> its W&B history key.
+TRAIN_STEP_KEYS = {"loss": "train/loss", "lr": "train/learning_rate", "epoch": "train/epoch"}
+TRAIN_STEP_METRIC = "train/step"
+_TAGGED_CONFIG = ("role", "split", "student", "verdict")
+
+
+def new_run_id() -> str:
+    """A W&B run id (8 base-36 characters, as wandb makes them) chosen before the run starts, so the Weave
+    calls logged first can point at it."""
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
+def run_tags(job_type: str, config: dict[str, Any]) -> list[str]:
+    """Tags a W&B user filters by: the cycle, the job, and the role / split / student / verdict when known."""
+    tags = [job_type]
+    if config.get("cycle") is not None:
+        tags.append(f"cycle_{config['cycle']}")
+    tags += [f"{key}:{config[key]}" for key in _TAGGED_CONFIG if config.get(key) not in (None, "")]
+    return [tag[:64] for tag in tags]
+
+
+def _init_run(
+    settings: TrackingSettings,
+    *,
+    name: str,
+    group: str,
+    job_type: str,
+    config: dict,
+    run_id: str | None = None,
+) -> Any:
     import wandb
 
     return wandb.init(
-        entity=settings.entity,
+        entity=settings.wandb_entity,
         project=settings.project,
+        id=run_id,
         name=name,
         group=group,
         job_type=job_type,
         config=config,
+        tags=run_tags(job_type, config),
         mode=settings.mode,
         dir=str(settings.wandb_dir),
         reinit="create_new",
@@ -49,7 +82,7 @@ def _init_run(settings: TrackingSettings, *, name: str, group: str, job_type: st
     )
 
 
-def _finish(run: Any, settings: TrackingSettings, timeout_s: float = 60.0) -> str:
+def finish_run(run: Any, settings: TrackingSettings, timeout_s: float = 60.0) -> str:
     """Finish the run; offline, also wait until its record log is complete on disk.
 
     wandb 0.31 can return from `finish()` before wandb-core has written the log (seen on the first
@@ -72,21 +105,31 @@ class TrainingRunLogger:
     def __init__(self, run: wandb.sdk.wandb_run.Run, settings: TrackingSettings):
         self._run = run
         self._settings = settings
+        run.define_metric(TRAIN_STEP_METRIC)
+        run.define_metric("train/*", step_metric=TRAIN_STEP_METRIC)
+        run.define_metric(TRAIN_STEP_KEYS["loss"], summary="min")
 
     @property
     def run_id(self) -> str:
         return self._run.id
 
     def log_step(self, metrics: dict[str, Any]) -> None:
-        """Log loss / lr / epoch (any scalars) at `metrics["step"]` when given, else the next step."""
+        """Log one optimizer step: the trainers' {"step", "loss", "lr", "epoch"} (any subset) become
+        `train/step`, `train/loss`, `train/learning_rate`, `train/epoch`; other keys keep a `train/` prefix."""
         values = dict(metrics)
         step = values.pop("step", None)
-        self._run.log(values, step=None if step is None else int(step))
+        logged = {
+            TRAIN_STEP_KEYS.get(key, key if key.startswith("train/") else f"train/{key}"): value
+            for key, value in values.items()
+        }
+        if step is not None:
+            logged[TRAIN_STEP_METRIC] = int(step)
+        self._run.log(logged, step=None if step is None else int(step))
 
     def finish(self, summary: dict[str, Any] | None = None) -> str:
         if summary:
             self._run.summary.update(summary)
-        return _finish(self._run, self._settings)
+        return finish_run(self._run, self._settings)
 
 
 def start_training_run(name: str, group: str, config: dict[str, Any]) -> TrainingRunLogger:
@@ -145,8 +188,11 @@ def log_eval_run(
     config: dict[str, Any],
     trace_ids: dict[int, str],
     evaluation_call_id: str | None,
+    run_id: str | None = None,
 ) -> str:
-    """A wandb run (job_type "eval"): config, `eval/` summary, tables of the top failures and all rows."""
+    """A wandb run (job_type "eval"): config, `eval/` summary, tables of the top failures and all rows.
+
+    `run_id` fixes the run's id in advance (the Weave evaluation logged before it carries that id)."""
     import wandb
 
     settings = configure_tracking()
@@ -157,7 +203,7 @@ def log_eval_run(
         "data_hash": report.data_hash,
         **config,
     }
-    run = _init_run(settings, name=name, group=group, job_type="eval", config=run_config)
+    run = _init_run(settings, name=name, group=group, job_type="eval", config=run_config, run_id=run_id)
     failures = wandb.Table(
         columns=ROW_TABLE_COLUMNS, data=[_table_row(r, trace_ids.get(r.index)) for r in report.top_failures]
     )
@@ -169,4 +215,4 @@ def log_eval_run(
     if evaluation_call_id is not None:
         summary["weave/evaluation_call_id"] = evaluation_call_id
     run.summary.update(summary)
-    return _finish(run, settings)
+    return finish_run(run, settings)

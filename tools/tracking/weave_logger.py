@@ -8,6 +8,8 @@ predictions that were already computed), so the traces have the standard shape
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel
@@ -48,7 +50,9 @@ def _make_client(settings: TrackingSettings) -> Any:
     if settings.mode == "online":
         import weave
 
-        return weave.init(settings.project_id)
+        return weave.init(
+            f"{settings.wandb_entity}/{settings.project}" if settings.wandb_entity else settings.project
+        )
     from weave.trace.weave_client import WeaveClient
 
     from tools.tracking.weave_sqlite import SqliteTraceServer
@@ -78,19 +82,66 @@ def _row_output(row: RowResult) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def linked_to_wandb_run(client: Any, wb_run_id: str | None) -> Iterator[None]:
+    """Calls made inside carry `wb_run_id` (Weave's link from a call to its W&B run)."""
+    if wb_run_id is None:
+        yield
+        return
+    client.set_wandb_run_context(run_id=wb_run_id)
+    try:
+        yield
+    finally:
+        client.clear_wandb_run_context()
+
+
 def trace_evaluation(
-    report: EvalReport, *, name: str, attributes: dict[str, Any] | None = None
+    report: EvalReport,
+    *,
+    name: str,
+    attributes: dict[str, Any] | None = None,
+    wb_run_id: str | None = None,
+    client: Any | None = None,
 ) -> EvaluationTraces:
     """Trace every row of `report` as one Weave evaluation; scorers: mae, mae_rounded, json_valid.
 
     Rows that are not scored (unparsed or served by a fallback) carry json_valid only: they are
-    traced, never scored.
+    traced, never scored. Every call is linked to the W&B run `wb_run_id` when given. `client`: another
+    Weave project than the configured one (publishing), used as Weave's global client meanwhile.
     """
-    import weave
-
     if not report.rows:
         raise ValueError(f"evaluation {name!r} has no rows to trace")
-    client = weave_client()
+    client = client or weave_client()
+    with as_global_client(client), linked_to_wandb_run(client, wb_run_id):
+        traces = _log_evaluation_rows(report, name, attributes)
+    client.flush()
+    return traces
+
+
+@contextmanager
+def as_global_client(client: Any) -> Iterator[None]:
+    """Weave's own loggers (EvaluationLogger) write through the global client: make it `client` meanwhile."""
+    from weave.trace.context import weave_client_context
+
+    previous = weave_client_context.get_weave_client()
+    if previous is client:
+        yield
+        return
+    weave_client_context.set_weave_client_global(None)
+    weave_client_context.set_weave_client_global(client)
+    try:
+        yield
+    finally:
+        weave_client_context.set_weave_client_global(None)
+        if previous is not None:
+            weave_client_context.set_weave_client_global(previous)
+
+
+def _log_evaluation_rows(
+    report: EvalReport, name: str, attributes: dict[str, Any] | None
+) -> EvaluationTraces:
+    import weave
+
     model_name = report.predictor.replace("/", "_").replace(":", "_")[:120] or "predictor"
     logger = weave.EvaluationLogger(
         name=name,
@@ -120,5 +171,4 @@ def trace_evaluation(
             "n_scored": report.n_scored,
         }
     )
-    client.flush()
     return EvaluationTraces(evaluation_call_id=evaluation_call_id, row_call_ids=row_call_ids)

@@ -1,0 +1,66 @@
+"""`predict_tool`: the current champion answers requests (read-only: nothing is written)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+
+from tools.mcp.safety import add_tools
+from tools.serving.champion import ChampionPredictor, ChampionUnavailable, PredictionLine, read_champion
+
+MAX_REQUESTS = 256
+
+_lock = threading.Lock()
+_loaded: dict[str, ChampionPredictor] = {}
+
+
+class Predictions(BaseModel):
+    champion_cycle: int
+    champion_candidate: str
+    decoder: str
+    lines: list[PredictionLine]
+
+
+def _predictor() -> ChampionPredictor:
+    """The champion's student, loaded once per champion record (a promotion or rollback loads the new one)."""
+    try:
+        champion = read_champion()
+    except ChampionUnavailable as exc:
+        raise ToolError(str(exc)) from None
+    key = champion.model_dump_json()
+    with _lock:
+        if key not in _loaded:
+            _loaded.clear()
+            try:
+                _loaded[key] = ChampionPredictor(champion)
+            except ChampionUnavailable as exc:
+                raise ToolError(str(exc)) from None
+        return _loaded[key]
+
+
+def predict_tool(
+    request_texts: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=4000)]],
+        Field(min_length=1, max_length=MAX_REQUESTS, description="the customers' requests, one per item"),
+    ],
+) -> Predictions:
+    """The current champion's answer to each request: the six hidden parameters (energy, warmth,
+    brightness, acousticness, complexity, nostalgia) as integers 0..10, the raw outputs, json_valid,
+    served_by and latency. Errors when there is no champion yet."""
+    predictor = _predictor()
+    with _lock:
+        lines = predictor.predict(request_texts)
+    return Predictions(
+        champion_cycle=predictor.champion.cycle,
+        champion_candidate=predictor.champion.candidate,
+        decoder=predictor.decoder,
+        lines=lines,
+    )
+
+
+def register(server: MCPServer) -> None:
+    add_tools(server, predict_tool)

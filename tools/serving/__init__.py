@@ -1,0 +1,5 @@
+"""Serving the current champion: read `registry/champion.json`, load its student, answer requests.
+
+Used by the `python -m tools.predict` command and the MCP server's `predict_tool`. May import `tools.core`,
+`tools.data` and `tools.student` (every student kind is reached through `tools.student.interface`).
+"""

@@ -1,0 +1,132 @@
+"""The current champion as a predictor: one JSON line per request, whatever kind of student it is."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from tools.core import paths
+from tools.core.contracts import ChampionRecord
+from tools.core.schema import DIMS, SCALE_MAX, SCALE_MIN, Prediction
+
+CHAMPION_FILE = "champion.json"
+
+
+class ChampionUnavailable(LookupError):
+    """There is no usable champion (none yet, or its record cannot be read); the message says which."""
+
+
+class PredictionLine(BaseModel):
+    """What the champion answered for one request: the six parameters as the game reads them."""
+
+    request_text: str
+    prediction: dict[str, int] | None = Field(
+        description="the six parameters, rounded to integers on 0..10; null when the output did not parse"
+    )
+    values: list[float] | None = Field(description="the raw outputs in DIMS order (before rounding)")
+    json_valid: bool
+    served_by: str
+    latency_ms: float
+    parse_error: str | None = None
+
+
+def champion_path() -> Path:
+    return paths.registry_dir() / CHAMPION_FILE
+
+
+def read_champion() -> ChampionRecord:
+    """The current champion record, or `ChampionUnavailable` with a one-line reason."""
+    path = champion_path()
+    if not path.is_file():
+        raise ChampionUnavailable(
+            f"no champion yet ({path} does not exist): run `python -m loop.run` to make one"
+        )
+    try:
+        return ChampionRecord.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        raise ChampionUnavailable(
+            f"{path} is not a valid champion record ({exc.error_count()} error(s))"
+        ) from None
+
+
+def to_line(text: str, prediction: Prediction) -> PredictionLine:
+    rounded = (
+        None
+        if prediction.values is None
+        else {
+            d: int(min(SCALE_MAX, max(SCALE_MIN, round(v))))
+            for d, v in zip(DIMS, prediction.values, strict=True)
+        }
+    )
+    return PredictionLine(
+        request_text=text,
+        prediction=rounded,
+        values=None if prediction.values is None else [round(v, 4) for v in prediction.values],
+        json_valid=prediction.json_valid,
+        served_by=prediction.served_by,
+        latency_ms=round(prediction.latency_ms, 3),
+        parse_error=prediction.parse_error,
+    )
+
+
+class ChampionPredictor:
+    """The champion's student, loaded once; `predict(texts)` answers in batches."""
+
+    def __init__(self, champion: ChampionRecord) -> None:
+        from tools.student.interface import load_student
+
+        self.champion = champion
+        student_dir = champion.student_dir()
+        if student_dir is not None and not student_dir.is_dir():
+            raise ChampionUnavailable(f"the champion's student folder {student_dir} is missing")
+        self._student = load_student(champion.base_model, student_dir)
+        self.decoder = self._student.default_decoder(champion.decoder)
+
+    @classmethod
+    def current(cls) -> ChampionPredictor:
+        return cls(read_champion())
+
+    def predict(self, texts: Sequence[str], batch_size: int = 16) -> list[PredictionLine]:
+        lines: list[PredictionLine] = []
+        for start in range(0, len(texts), batch_size):
+            batch = list(texts[start : start + batch_size])
+            predictions = self._student.predict_batch(batch, decoder=self.decoder)
+            lines += [to_line(text, p) for text, p in zip(batch, predictions, strict=True)]
+        return lines
+
+
+class RequestFileError(ValueError):
+    """A line of a request file cannot be read; the message names the file and the 1-based line."""
+
+
+def read_requests(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL request file: each a JSON object with a non-blank `request_text` (other fields,
+    targets included, are kept and not checked). Blank lines are skipped."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RequestFileError(f"{path}: cannot read ({exc.strerror})") from None
+    rows = []
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        where = f"{path}:{lineno}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestFileError(f"{where}: not UTF-8 text") from None
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RequestFileError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise RequestFileError(f"{where}: expected a JSON object with request_text")
+        text = record.get("request_text")
+        if not isinstance(text, str) or not text.strip():
+            raise RequestFileError(f"{where}: request_text is missing or blank")
+        rows.append(record)
+    return rows
