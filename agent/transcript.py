@@ -4,19 +4,27 @@ Two files land in the cycle folder, both written atomically:
 - `mcp_eval_snapshot.json`: every MCP tools/call of the cycle with its arguments and full result;
 - `agent_transcript.jsonl`: one event per line, in order: model messages, tool calls (with a result
   digest, the full result lives in the snapshot file), retries, re-asks and fallbacks.
+
+Written into a cycle folder of the artifacts tree (`loop/cycle_N`), the events are also traced to Weave
+(`agent.weave_trace`), in the same store as the evaluations, each stretch once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from tools.core import paths
 from tools.core.atomic import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("kotone.agent")
 
 SNAPSHOT_FILE = "mcp_eval_snapshot.json"
 TRANSCRIPT_FILE = "agent_transcript.jsonl"
@@ -61,6 +69,7 @@ class Transcript:
         self.tool_calls: list[ToolCallRecord] = []
         self.events: list[TranscriptEvent] = []
         self.listed_tools: dict[str, list[str]] = {}
+        self._traced = 0  # events already traced to Weave
 
     def record_tool_listing(self, endpoint: str, names: list[str]) -> None:
         self.listed_tools[endpoint] = names
@@ -113,7 +122,31 @@ class Transcript:
         )
         lines = [event.model_dump_json() for event in self.events]
         atomic_write_text(transcript_path, "".join(line + "\n" for line in lines))
+        self._trace_new_events(folder)
         return snapshot_path, transcript_path
+
+    def _trace_new_events(self, folder: Path) -> None:
+        """Trace the events not traced yet when `folder` is a cycle folder of the artifacts tree."""
+        cycle = cycle_of_folder(folder)
+        if cycle is None or self._traced == len(self.events):
+            return
+        from agent.weave_trace import trace_events
+        from tools.tracking.weave_logger import weave_client
+
+        try:
+            trace_events(weave_client(), self.events[self._traced :], self.tool_calls, cycle=cycle)
+        except Exception as exc:  # the files just written are the record; the trace is a view of them
+            log.warning(
+                "cycle %d: the agent's Weave trace was not written (%s: %s)", cycle, type(exc).__name__, exc
+            )
+            return
+        self._traced = len(self.events)
 
     def _add(self, kind: EventKind, data: dict[str, Any]) -> None:
         self.events.append(TranscriptEvent(kind=kind, data=data))
+
+
+def cycle_of_folder(folder: Path) -> int | None:
+    """N for `<artifacts>/loop/cycle_N`, else None."""
+    match = re.fullmatch(r"cycle_(\d+)", folder.name)
+    return int(match.group(1)) if match and folder.resolve().parent == paths.loop_dir() else None
