@@ -578,3 +578,30 @@ def test_mirrored_tools_return_the_official_result_keys(env):
         result = ok(name, args)
         missing = set(OFFICIAL["tools"][name]["result_keys"]) - set(result)
         assert not missing, f"{name} result lacks {missing}"
+
+
+def test_the_snapshot_stage_reads_the_champions_runs_through_graphql(env, logged, tmp_path, monkeypatch):
+    """The loop's snapshot stage asks query_wandb_tool in GraphQL, then reads the training curve."""
+    import shutil
+
+    from agent.mcp_client import open_session
+    from loop.stages.snapshot import read_snapshot
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(logged[0], artifacts)
+    monkeypatch.setenv("KOTONE_ARTIFACTS", str(artifacts))
+    champion_path = artifacts / "registry" / "champion.json"
+    champion = ChampionRecord.model_validate_json(champion_path.read_text())
+    champion_path.write_text(champion.model_copy(update={"cycle": 1}).model_dump_json())
+
+    async def go() -> Any:
+        async with open_session(build_server()) as session:
+            await read_snapshot(session)
+            return session.transcript.tool_calls
+
+    calls = {call.name: call for call in anyio.run(go)}
+    runs = calls["query_wandb_tool"].result["data"]["project"]["runs"]["edges"]
+    assert [edge["node"]["name"] for edge in runs] == [env.train_run_id]
+    curve = calls["get_run_history_tool"].result
+    assert [row["train/loss"] for row in curve["rows"]] == [m["loss"] for m in TRAIN_STEPS]
+    assert "evaluations" in calls["summarize_evaluation_tool"].result
