@@ -293,3 +293,16 @@ def test_every_weave_call_of_an_evaluation_names_its_wandb_run(logged, store):
     calls = store.query_calls(CallFilters(trace_id=root.trace_id))
     assert len(calls) > runs.report.n_rows
     assert {c.wb_run_id for c in calls} == {f"offline/kotone-loop/{runs.eval_run_id}"}
+
+
+def test_naming_the_offline_label_keeps_wandbs_default_entity(monkeypatch, tmp_path):
+    """With no entity configured, the tools' "offline" label never becomes a W&B entity."""
+    from tools.tracking.store import store_settings
+
+    monkeypatch.setenv("KOTONE_ARTIFACTS", str(tmp_path))
+    for name in ("KOTONE_WANDB_ENTITY", "WANDB_ENTITY"):
+        monkeypatch.delenv(name, raising=False)
+    assert (store_settings("offline").entity, store_settings("offline").wandb_entity) == ("offline", None)
+    assert store_settings("my-team").wandb_entity == "my-team"
+    monkeypatch.setenv("KOTONE_WANDB_ENTITY", "my-team")
+    assert store_settings("my-team").wandb_entity == "my-team"
