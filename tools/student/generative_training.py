@@ -31,7 +31,7 @@ from tools.core.contracts import HParams
 from tools.core.progress import Progress
 from tools.core.schema import TrainingRow
 from tools.data.dataset import data_hash
-from tools.student.base_model import load_base
+from tools.student.base_model import load_base, record_base_spec
 from tools.student.decoding import SkeletonTokens, prompt_ids
 
 if TYPE_CHECKING:
@@ -338,6 +338,7 @@ def train_lora(
         bar.close()
 
     model.save_pretrained(output_dir)
+    record_base_spec(output_dir, base_spec)
     wall = time.perf_counter() - started
     result = TrainResult(
         steps=step,

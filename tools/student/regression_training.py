@@ -25,6 +25,7 @@ from tools.core.atomic import atomic_write_json
 from tools.core.progress import Progress
 from tools.core.schema import DIMS, SCALE_MIN, TrainingRow
 from tools.data.dataset import data_hash
+from tools.student.base_model import record_base_spec
 from tools.student.regression import (
     ADAPTER_DIR,
     HEAD_FILE,
@@ -178,6 +179,7 @@ def _save_student(output_dir: Path, trunk, head, spec: StudentSpec) -> None:
         staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=f".{ADAPTER_DIR}."))
         try:
             trunk.save_pretrained(staging)
+            record_base_spec(staging, spec.base_spec)
             shutil.rmtree(output_dir / ADAPTER_DIR, ignore_errors=True)
             staging.rename(output_dir / ADAPTER_DIR)
         except BaseException:
