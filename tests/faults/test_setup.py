@@ -113,3 +113,15 @@ def test_every_third_party_package_the_code_imports_is_declared():
         if DISTRIBUTIONS.get(name, name).lower().replace("_", "-") not in declared
     )
     assert missing == []
+
+
+def test_every_kotone_variable_is_in_the_readme_and_in_the_run_help():
+    from loop.config import config_env_names
+    from loop.run import settings_epilog
+    from tools.core.env_vars import PROCESS_ENV_VARS
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    help_text = settings_epilog()
+    names = [*config_env_names(), *PROCESS_ENV_VARS]
+    assert [n for n in names if f"`{n}`" not in readme] == []
+    assert [n for n in names if n not in help_text] == []
