@@ -19,11 +19,13 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
 from tools.core.contracts import (
+    CandidateOutcome,
+    CandidateSpec,
+    Capacity,
     ChampionRecord,
     CycleHistoryEntry,
     EvalSnapshot,
     FailureCase,
-    HParams,
     LearnabilitySlice,
     MetricSummary,
 )
@@ -32,6 +34,7 @@ from tools.core.schema import DIMS
 
 class Fixture(BaseModel):
     snapshot: EvalSnapshot
+    capacity: Capacity = Capacity(teacher="offline", max_teacher_pairs=600, max_replay_rows=200)
     history: list[CycleHistoryEntry] = []
     champion: ChampionRecord | None = None
     learnability: list[LearnabilitySlice] | None = None
@@ -67,15 +70,25 @@ def failure(target: list[int], prediction: list[float] | None, text: str = "a re
 def cycle_entry(
     cycle: int,
     status: str,
-    hparams: HParams | None = None,
+    candidates: list[CandidateSpec] = (),
     champion_mae: float | None = None,
     candidate_mae: float | None = None,
+    candidate_status: str | None = None,
 ) -> CycleHistoryEntry:
+    """A history line whose candidates were judged `candidate_status` (default: the cycle's status)."""
     return CycleHistoryEntry(
         cycle=cycle,
         status=status,  # type: ignore[arg-type]
         description=f"cycle {cycle}",
-        hparams=hparams,
+        candidates=[
+            CandidateOutcome(
+                name=spec.name,
+                recipe_key=spec.recipe_key(),
+                description=spec.describe(),
+                status=candidate_status or status,  # type: ignore[arg-type]
+            )
+            for spec in candidates
+        ],
         champion_mae=champion_mae,
         candidate_mae=candidate_mae,
         started_at=f"2026-11-27T10:0{cycle}:00+00:00",
@@ -94,6 +107,11 @@ def build_server(fixture: Fixture) -> MCPServer:
     def get_cycle_history_tool(limit: int = 50) -> list[CycleHistoryEntry]:
         """Every cycle so far (crashed ones included), oldest first."""
         return fixture.history[-limit:]
+
+    @server.tool()
+    def get_augmentation_capacity_tool() -> Capacity:
+        """What augmentation can deliver this cycle (teacher pairs, replay rows)."""
+        return fixture.capacity
 
     @server.tool()
     def get_champion_tool() -> ChampionRecord | None:
