@@ -8,7 +8,8 @@ Focus dims (what the teacher's pairs and the gate's focus check aim at)
 | step        | rule                                                                                       |
 |-------------|--------------------------------------------------------------------------------------------|
 | score       | per dim, ratio = champion CV MAE / train-median constant CV MAE (`champion_cv`,            |
-|             | `baselines_cv`); without a champion CV record, the constant's own per-dim CV MAE.          |
+|             | `baselines_cv`); without a champion CV record, the constant's own per-dim CV MAE; without   |
+|             | the constant's, the champion's own.                                                         |
 | order       | ratio rounded to 2 decimals (desc), then failure count (desc), then the DIMS order.          |
 |             | Failure count of a dim = worst out-of-fold rows whose abs error on that dim is >= 2.        |
 | learnable   | a dim whose every learnability slice says `learnable=False` is skipped (unless all are).   |
@@ -90,7 +91,10 @@ def choose_focus_dims(evidence: Evidence) -> tuple[list[str], str]:
         learnable, note = ranked, "; every dim flagged unlearnable, so learnability was ignored"
     top = ratios[learnable[0]]
     focus = [d for d in learnable if top - ratios[d] <= FOCUS_RATIO_WINDOW][:MAX_FOCUS]
-    versus = f"CV MAE / {reference[0]} CV MAE" if reference else f"{CONSTANT_BASELINE} CV MAE"
+    if reference:
+        versus = f"CV MAE / {reference[0]} CV MAE"
+    else:
+        versus = "champion CV MAE" if snapshot.champion_cv else f"{CONSTANT_BASELINE} CV MAE"
     shown = ", ".join(f"{d} {ratios[d]:.2f} ({counts[d]} failures)" for d in focus)
     return focus, f"highest {versus}: {shown}{note}"
 

@@ -5,7 +5,8 @@ stack when the champion is a cycle-0 baseline), taken in the order below, skippi
 already judged (`CycleHistoryEntry.candidates[].recipe_key`, whatever the seed) and the incumbent itself
 (a seed-only variant is noise, not a search). When the champion changes, the moves start again from it.
 When no move is left the space is exhausted and the loop stops: a plateau means "nothing untried", not
-"three misses of one guess".
+"three misses of one guess". Levers that only turn the LM's knobs are skipped when the incumbent has no LM
+(the cheap stack): their candidate would train exactly what the incumbent trains.
 
 | lever | the move |
 |---|---|
@@ -25,6 +26,7 @@ When no move is left the space is exhausted and the loop stops: a plateau means 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from tools.core.contracts import (
     AugmentationSpec,
@@ -41,6 +43,13 @@ MAX_FOLDS = 5
 
 
 Move = Callable[[CandidateSpec], CandidateSpec]
+
+
+class Lever(NamedTuple):
+    name: str
+    reason: str
+    move: Move
+    lm_knob: bool = False  # changes only what the LM members train with
 
 
 def _student(spec: CandidateSpec, **update: object) -> CandidateSpec:
@@ -63,8 +72,13 @@ def _lm_knob(default_options: dict, key: str, fallback: int) -> int:
     return int(default_options.get(key, fallback))
 
 
-def levers(capacity: Capacity, default_options: dict) -> list[tuple[str, str, Move]]:
-    """(name, one-line reason, move) in the order they are tried."""
+def levers(capacity: Capacity, default_options: dict) -> list[Lever]:
+    """The levers in the order they are tried."""
+
+    def with_lm(s: CandidateSpec, **update: object) -> CandidateSpec:
+        # A recipe that gains the LM back (from the cheap stack) gets the loop's default LM knobs back.
+        options = s.student.options if s.student.uses_lm else dict(default_options)
+        return _student(s, options=options, **update)
 
     def deeper(s: CandidateSpec) -> CandidateSpec:
         kept = int(s.student.options.get("layers_kept", _lm_knob(default_options, "layers_kept", 4)))
@@ -72,46 +86,58 @@ def levers(capacity: Capacity, default_options: dict) -> list[tuple[str, str, Mo
         return _options(s, layers_kept=kept + 2, lora_layers=lora + 1)
 
     return [
-        (
+        Lever(
             "stack",
             "blend the LM ensemble with the cheap models per slice (weights from CV on train)",
-            lambda s: _student(s, family="stack", components=list(DEFAULT_COMPONENTS)),
+            lambda s: with_lm(s, family="stack", components=list(DEFAULT_COMPONENTS)),
         ),
-        (
+        Lever(
             "stack-cheap",
             "the blend without the LM: structure at the cost of seconds",
             lambda s: _student(s, family="stack", components=list(CHEAP_COMPONENTS), options={}),
         ),
-        ("lm-only", "the LM fold ensemble alone", lambda s: _student(s, family="regression", components=[])),
-        ("deeper", "more of the base model's layers for the LM", deeper),
-        ("more-epochs", "one more epoch", lambda s: _hparams(s, epochs=s.hparams.epochs + 1)),
-        (
+        Lever(
+            "lm-only",
+            "the LM fold ensemble alone",
+            lambda s: with_lm(s, family="regression", components=[]),
+        ),
+        Lever("deeper", "more of the base model's layers for the LM", deeper, lm_knob=True),
+        Lever(
+            "more-epochs",
+            "one more epoch",
+            lambda s: _hparams(s, epochs=s.hparams.epochs + 1),
+            lm_knob=True,
+        ),
+        Lever(
             "lr-half",
             "half the learning rate",
             lambda s: _hparams(s, learning_rate=float(f"{s.hparams.learning_rate / 2:.3g}")),
+            lm_knob=True,
         ),
-        (
+        Lever(
             "lr-double",
             "double the learning rate",
             lambda s: _hparams(s, learning_rate=float(f"{s.hparams.learning_rate * 2:.3g}")),
+            lm_knob=True,
         ),
-        (
+        Lever(
             "rank-up",
             "double the LoRA rank",
             lambda s: _hparams(s, lora_r=s.hparams.lora_r * 2, lora_alpha=s.hparams.lora_r * 4),
+            lm_knob=True,
         ),
-        ("ordinal", "an ordinal head over 0..10", lambda s: _options(s, head="ordinal")),
-        (
+        Lever("ordinal", "an ordinal head over 0..10", lambda s: _options(s, head="ordinal"), lm_knob=True),
+        Lever(
             "more-folds",
             "two more folds: more training data per member, two more seeds",
             lambda s: _student(s, folds=min(MAX_FOLDS, s.student.folds + 2)),
         ),
-        (
+        Lever(
             "no-teacher",
             "replay only: the teacher's pairs may be off-distribution",
             lambda s: _augment(s, teacher_pairs=0),
         ),
-        (
+        Lever(
             "more-data",
             "twice the teacher pairs and replay rows",
             lambda s: _augment(
@@ -168,11 +194,13 @@ def propose(
     The incumbent itself is not proposed when it is the champion's recipe (that would be a seed-only draw)."""
     seen = set(tried) | ({clip(incumbent).recipe_key()} if incumbent_is_champion else set())
     chosen: list[CandidateSpec] = []
-    for name, reason, move in levers(capacity, default_options):
+    for lever in levers(capacity, default_options):
         if len(chosen) == k:
             break
-        spec = clip(move(incumbent)).model_copy(
-            update={"name": name, "reason": reason, "seed": cycle * 10 + len(chosen)}
+        if lever.lm_knob and not incumbent.student.uses_lm:
+            continue
+        spec = clip(lever.move(incumbent)).model_copy(
+            update={"name": lever.name, "reason": lever.reason, "seed": cycle * 10 + len(chosen)}
         )
         if spec.recipe_key() in seen:
             continue
