@@ -36,7 +36,7 @@ from agent.planner import (
 )
 from agent.search import tried_recipes
 from agent.transcript import ToolCallRecord, Transcript
-from tools.core.contracts import CycleHistoryEntry, CyclePlan
+from tools.core.contracts import CandidateSpec, ChampionRecord, CycleHistoryEntry, CyclePlan
 from tools.core.prompting import render
 
 if TYPE_CHECKING:
@@ -91,6 +91,19 @@ def extract_json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def repeats_baseline_champion(spec: CandidateSpec, champion: ChampionRecord | None) -> bool:
+    """A cycle-0 baseline champion again. A champion the loop trained is in the history with its exact
+    recipe key (promoted), so the judged check refuses it; a move of its augmentation alone is a new recipe
+    (the offline planner's `no-teacher` / `more-data` levers), not the champion's own."""
+    recipe = champion.recipe if champion else None
+    return (
+        recipe is not None
+        and recipe.family == "baseline"
+        and spec.student.family == "baseline"
+        and spec.student.baseline == recipe.baseline
+    )
+
+
 def validate_answer(
     text: str, cycle: int, planner_name: str, evidence: Evidence, k: int
 ) -> tuple[CyclePlan | None, str | None]:
@@ -123,10 +136,11 @@ def validate_answer(
                 None,
                 f"candidate {spec.name} repeats a recipe the history already judged ({spec.recipe_key()})",
             )
-        if champion and champion.recipe == spec.student and champion.hparams == spec.hparams:
+        if repeats_baseline_champion(spec, champion):
             return (
                 None,
-                f"candidate {spec.name} is the champion's own recipe: a seed-only variant is not a search",
+                f"candidate {spec.name} is the champion's own recipe ({spec.student.label()}): "
+                "propose something that could beat it",
             )
     keys = [spec.recipe_key() for spec in plan.candidates]
     if len(set(keys)) != len(keys):
