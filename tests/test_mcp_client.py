@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from agent_fixture_server import Fixture, build_server, cycle_entry, failure, metrics
+from tracking_support import offline_tracking
 
 from agent.mcp_client import (
     McpConfigError,
@@ -28,11 +29,14 @@ from agent.mcp_client import (
 from agent.offline_planner import OfflinePlanner
 from agent.planner import PlanningContext
 from agent.transcript import SNAPSHOT_FILE, TRANSCRIPT_FILE, digest
-from tools.core.contracts import ChampionRecord, EvalSnapshot, HParams
+from tools.core.atomic import atomic_write_json
+from tools.core.contracts import CandidateSpec, ChampionRecord, EvalSnapshot, StudentRecipe
 from tools.core.paths import PROJECT_ROOT
+from tools.core.schema import ParamVector, Prediction, TrainingRow
+from tools.evaluation.metrics import EvalReport, build_report, score_row
 
 FIXTURE_SERVER = Path(__file__).with_name("agent_fixture_server.py")
-REAL_SERVER = PROJECT_ROOT / "tools" / "server.py"
+REJECTED = CandidateSpec(name="stack", focus_dims=["nostalgia"], reason="the default stack")
 
 
 def fixture() -> Fixture:
@@ -43,7 +47,7 @@ def fixture() -> Fixture:
             champion_metrics=metrics([0.7, 0.8, 0.9, 1.0, 1.1, 1.2]),
             top_failures=[failure([0, 5, 5, 5, 5, 10], [5] * 6, text="a quiet lullaby")],
         ),
-        history=[cycle_entry(0, "baseline"), cycle_entry(1, "rejected", HParams(), 0.9, 1.0)],
+        history=[cycle_entry(0, "baseline"), cycle_entry(1, "rejected", [REJECTED], 0.9, 1.0)],
         run_histories={"run-1": [{"step": 1, "loss": 2.5}]},
     )
 
@@ -132,6 +136,7 @@ def test_the_transcript_lands_in_the_cycle_folder_with_every_call(tmp_path: Path
         "get_eval_snapshot_tool",
         "get_cycle_history_tool",
         "get_champion_tool",
+        "get_augmentation_capacity_tool",
     ]
     assert saved["calls"][0]["result"]["champion_metrics"]["per_dim_mae"]["nostalgia"] == 1.2
     assert "get_run_history_tool" in saved["listed_tools"]["in-process:kotone-agent-fixture"]
@@ -257,21 +262,47 @@ def test_endpoint_config_for_the_hosted_wandb_server_and_its_guards(monkeypatch:
         endpoint_from_env()
 
 
-@pytest.mark.skipif(
-    not REAL_SERVER.exists(), reason="tools/mcp/server.py (the project's MCP server) not there yet"
-)
+def cv_report(predictor: str, per_dim_error: list[float], n_rows: int = 12) -> EvalReport:
+    """Out-of-fold rows of one predictor: targets 5, errors `per_dim_error` scaled per row."""
+    results = []
+    for index in range(n_rows):
+        scale = 0.5 + (index % 4) / 2
+        prediction = Prediction(
+            values=[5 + error * scale for error in per_dim_error], json_valid=True, served_by="model"
+        )
+        row = TrainingRow(
+            request_text=f"{predictor} training row {index}",
+            source_type="rule_prompt",
+            target=ParamVector.from_list([5] * 6),
+        )
+        results.append(score_row(index, row, prediction, "model"))
+    return build_report(results, predictor=predictor, decoder="cv", dataset="shipped", data_hash="h")
+
+
 def test_the_real_server_over_stdio_serves_the_evidence_the_offline_planner_decides_from(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from loop.config import LoopConfig
+    from loop.stages.scoring import log_cv
+
     monkeypatch.setenv("KOTONE_ARTIFACTS", str(tmp_path))
+    champion_cv = cv_report("tfidf-ridge", [0.6, 0.6, 0.6, 0.6, 0.6, 1.2])
+    constant_cv = cv_report("train-median", [1.0] * 6)
+    with offline_tracking(tmp_path):
+        for name, report in (("tfidf-ridge", champion_cv), ("train-median", constant_cv)):
+            log_cv(report, cycle=0, name=name, role="baseline", extra={"predictor": name})
     champion = ChampionRecord(
-        cycle=0, student_path=None, base_model="tiny", metrics=metrics([0.7, 0.8, 0.7, 0.8, 0.7, 1.3])
+        cycle=0,
+        candidate="tfidf-ridge",
+        student_path="registry/cycle_0/tfidf-ridge/student",
+        decoder="regression",
+        base_model="tiny",
+        recipe=StudentRecipe(family="baseline", baseline="tfidf-ridge"),
+        metrics=metrics([0.7, 0.8, 0.7, 0.8, 0.7, 1.0]),
     )
-    (tmp_path / "registry").mkdir()
-    (tmp_path / "registry" / "champion.json").write_text(champion.model_dump_json())
-    rejected = HParams(learning_rate=2e-4)
-    history = [cycle_entry(0, "baseline"), cycle_entry(1, "rejected", rejected, 0.83, 0.95)]
-    (tmp_path / "loop").mkdir()
+    atomic_write_json(tmp_path / "registry" / "champion.json", champion)
+    atomic_write_json(tmp_path / "loop" / "config.json", LoopConfig(teacher="none"))
+    history = [cycle_entry(0, "baseline"), cycle_entry(1, "rejected", [REJECTED], 0.83, 0.95)]
     (tmp_path / "loop" / "history.jsonl").write_text("".join(e.model_dump_json() + "\n" for e in history))
 
     async def go() -> Any:
@@ -281,15 +312,27 @@ def test_the_real_server_over_stdio_serves_the_evidence_the_offline_planner_deci
             return names, plan, session.transcript
 
     names, plan, transcript = asyncio.run(go())
-    assert {"get_eval_snapshot_tool", "get_cycle_history_tool", "get_champion_tool"} <= names
-    snapshot_call, history_call, champion_call = transcript.tool_calls[:3]
-    assert (snapshot_call.name, history_call.name, champion_call.name) == (
+    calls = {call.name: call for call in transcript.tool_calls}
+    assert set(calls) <= names and not any(call.is_error for call in calls.values())
+    assert list(calls) == [
         "get_eval_snapshot_tool",
         "get_cycle_history_tool",
         "get_champion_tool",
-    )
-    assert not any(call.is_error for call in (snapshot_call, history_call, champion_call))
-    assert ChampionRecord.model_validate(champion_call.result) == champion
-    assert [entry["status"] for entry in history_call.result] == ["baseline", "rejected"]
+        "get_learnability_tool",
+        "get_augmentation_capacity_tool",
+    ]
+    snapshot = EvalSnapshot.model_validate(calls["get_eval_snapshot_tool"].result)
+    assert snapshot.champion == champion
+    assert snapshot.champion_cv.per_dim_mae == pytest.approx(champion_cv.per_dim_mae)
+    assert set(snapshot.baselines_cv) == {"tfidf-ridge", "train-median"}
+    assert [f.request_text for f in snapshot.top_failures] == [
+        r.request_text for r in champion_cv.top_failures
+    ]
+    assert all(f.trace_id for f in snapshot.top_failures)
+    assert [entry["status"] for entry in calls["get_cycle_history_tool"].result] == ["baseline", "rejected"]
+    assert calls["get_augmentation_capacity_tool"].result["max_teacher_pairs"] == 0
+
     assert plan.focus_dims == ["nostalgia"]
-    assert plan.hparams.learning_rate == 1e-4 and plan.hparams != rejected
+    assert plan.reasons["focus_dims"].startswith("highest CV MAE / train-median CV MAE: nostalgia 1.20")
+    assert [spec.name for spec in plan.candidates] == ["stack", "stack-cheap"]
+    assert all(spec.augmentation.teacher_pairs == 0 for spec in plan.candidates)
