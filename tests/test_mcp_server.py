@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
-from tracking_support import TRAIN_STEPS, LoggedRuns, log_runs, offline_tracking, tracking_env
+from tracking_support import TRAIN_STEPS, LoggedRuns, log_runs, make_report, offline_tracking, tracking_env
 
 from loop.registry import metric_summary
 from tools.core.contracts import ChampionRecord, CycleHistoryEntry
@@ -160,21 +160,51 @@ def test_compare_runs_reports_metric_deltas(env):
     assert diff["config_diff"]["changed"]["role"] == {"run_a": "base", "run_b": "baseline"}
 
 
-def test_eval_snapshot_gives_champion_base_baselines_and_failures_with_trace_ids(env):
+def test_eval_snapshot_gives_champion_base_baselines_and_failures_with_trace_ids(
+    env, logged, tmp_path, monkeypatch
+):
+    """Validation figures are shown for the record; the failures are the champion's worst out-of-fold
+    TRAINING rows from its CV run (role "cv"), never a validation row."""
+    import shutil
+
+    from loop.stages.scoring import log_cv
+
     snapshot = ok("get_eval_snapshot_tool", {"top_k": 5})
     assert snapshot["champion"]["eval_run_id"] == env.eval_run_id
     for key in ("champion_metrics", "base_metrics"):
         assert snapshot[key]["vector_mae"] == pytest.approx(env.report.vector_mae)
         assert snapshot[key]["per_dim_mae"] == pytest.approx(env.report.per_dim_mae)
     assert snapshot["baselines"]["tfidf_ridge"]["vector_mae"] == pytest.approx(env.baseline_report.vector_mae)
+    # The zero-shot base model has no CV run: nothing to list, and its validation rows are not listed.
+    assert snapshot["top_failures"] == [] and snapshot["champion_cv"] is None
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(logged[0], artifacts)
+    champion_cv = make_report(30, seed=5, predictor="cycle1-stack", dataset="shipped")
+    constant_cv = make_report(30, seed=6, predictor="train-median", dataset="shipped")
+    with offline_tracking(artifacts):
+        log_cv(
+            constant_cv, cycle=0, name="train-median", role="baseline", extra={"predictor": "train-median"}
+        )
+        log_cv(champion_cv, cycle=1, name="stack", role="candidate")
+        log_cv(make_report(30, seed=7, dataset="shipped"), cycle=1, name="stack-cheap", role="candidate")
+    monkeypatch.setenv("KOTONE_ARTIFACTS", str(artifacts))
+    champion_path = artifacts / "registry" / "champion.json"
+    champion = ChampionRecord.model_validate_json(champion_path.read_text())
+    champion_path.write_text(champion.model_copy(update={"cycle": 1, "candidate": "stack"}).model_dump_json())
+
+    snapshot = ok("get_eval_snapshot_tool", {"top_k": 5})
+    assert snapshot["champion_cv"]["vector_mae"] == pytest.approx(champion_cv.vector_mae)
+    assert set(snapshot["baselines_cv"]) == {"train-median"}
+    assert snapshot["baselines_cv"]["train-median"]["vector_mae"] == pytest.approx(constant_cv.vector_mae)
     failures = snapshot["top_failures"]
-    expected = env.report.top_failures[:5]
+    expected = champion_cv.top_failures[:5]
     assert [f["request_text"] for f in failures] == [r.request_text for r in expected]
     assert [f["row_mae"] for f in failures] == pytest.approx([r.mae for r in expected])
-    traces = ok("query_weave_traces_tool", {**ENTITY, "filters": {"call_ids": [failures[0]["trace_id"]]}})
+    traces = ok("query_weave_traces_tool", {**ENTITY, "filters": {"call_ids": [failures[-1]["trace_id"]]}})
     (trace,) = traces["traces"]
-    assert trace["inputs"]["example"]["request_text"] == failures[0]["request_text"]
-    assert trace["output"]["scores"]["mae"] == pytest.approx(failures[0]["row_mae"])
+    assert trace["inputs"]["example"]["request_text"] == failures[-1]["request_text"]
+    assert trace["output"]["scores"]["mae"] == pytest.approx(failures[-1]["row_mae"])
 
 
 def test_weave_trace_tools_count_and_summarize_the_logged_evaluations(env):
@@ -322,13 +352,21 @@ def test_a_real_stdio_session_lists_tools_and_returns_the_logged_numbers(logged)
 def test_streamable_http_on_loopback_serves_the_same_tools(logged):
     import socket
 
+    import httpx
     from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
 
     artifacts, runs = logged
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_ROOT), **tracking_env(artifacts)}
+    token = "test-http-token-1234"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "KOTONE_MCP_HTTP_TOKEN": token,
+        **tracking_env(artifacts),
+    }
     server = subprocess.Popen(
         [sys.executable, "-m", "tools.server", "--http", f"127.0.0.1:{port}"],
         cwd=PROJECT_ROOT,
@@ -345,7 +383,10 @@ def test_streamable_http_on_loopback_serves_the_same_tools(logged):
             time.sleep(0.1)
 
         async def go() -> Any:
-            async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp")) as client:
+            async with (
+                create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http,
+                Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client,
+            ):
                 return await client.call_tool(
                     "get_run_history_tool", {**ENTITY, "run_id": runs.train_run_id, "keys": ["train/loss"]}
                 )
@@ -353,6 +394,14 @@ def test_streamable_http_on_loopback_serves_the_same_tools(logged):
         result = anyio.run(go)
         history = json.loads(result.structured_content["result"])
         assert [r["train/loss"] for r in history["rows"]] == [m["loss"] for m in TRAIN_STEPS]
+        # Without the token (or with another one) nothing reaches a tool.
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            refused = httpx.post(
+                f"http://127.0.0.1:{port}/mcp",
+                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                headers={"Accept": "application/json, text/event-stream", **headers},
+            )
+            assert refused.status_code == 401
     finally:
         server.terminate()
         server.wait(timeout=10)
