@@ -38,7 +38,7 @@ WANDB_HOSTED_MCP_URL = "https://mcp.withwandb.com/mcp"
 # Environment the stdio child gets on top of what the SDK always passes (HOME, LOGNAME, PATH, SHELL,
 # TERM, USER). Everything else is dropped: the server must not see secrets it has no use for.
 _CHILD_ENV_NAMES = ("PATH", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TZ", "LANG", "TQDM_DISABLE")
-_CHILD_ENV_PREFIXES = ("WANDB_", "WEAVE_", "KOTONE_")
+_CHILD_ENV_PREFIXES = ("WANDB_", "WEAVE_", "KOTONE_", "RAY_")
 _SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 _OFFLINE_DEFAULTS = {
     "WANDB_MODE": "offline",
@@ -128,7 +128,13 @@ class McpEndpoint(BaseModel):
 
     @classmethod
     def local_http(cls, port: int, host: str = "127.0.0.1") -> McpEndpoint:
-        return cls(transport="http", label=f"kotone-http-{port}", url=f"http://{host}:{port}/mcp", env={})
+        return cls(
+            transport="http",
+            label=f"kotone-http-{port}",
+            url=f"http://{host}:{port}/mcp",
+            bearer_token_env="KOTONE_MCP_HTTP_TOKEN",
+            env={},
+        )
 
     def http_headers(self) -> dict[str, str]:
         if not self.bearer_token_env:
@@ -153,7 +159,13 @@ def endpoint_from_env() -> McpEndpoint:
     if choice == "wandb":
         return McpEndpoint.wandb_hosted()
     if choice.startswith(("http://", "https://")):
-        return McpEndpoint(transport="http", label="kotone-http", url=choice, env={})
+        return McpEndpoint(
+            transport="http",
+            label="kotone-http",
+            url=choice,
+            bearer_token_env="KOTONE_MCP_HTTP_TOKEN",
+            env={},
+        )
     raise McpConfigError(f"KOTONE_MCP must be 'stdio', 'wandb' or an http(s) URL, got {choice!r}")
 
 

@@ -49,6 +49,7 @@ def ensure_ray(address: str | None, num_cpus: int | None) -> None:
         ray.init(address=target, runtime_env=runtime_env, log_to_driver=False)
     else:
         ray.init(
+            address="local",  # a fresh instance of our own, never a cluster some other run left on the machine
             num_cpus=num_cpus or os.cpu_count() or 1,
             include_dashboard=False,
             log_to_driver=False,
@@ -85,7 +86,8 @@ def run_tasks(
     try:
         cpus = min(cpus_per_task, max(1, int(ray.cluster_resources().get("CPU", 1))))
         remote = ray.remote(num_cpus=cpus, max_retries=0)(_with_threads(function, cpus))
-        pending = {remote.remote(*args): key for key, args in arguments.items()}
+        # Named tasks: a worker shows up as `ray::kotone-<key>` in ps (and in Ray's own tools).
+        pending = {remote.options(name=f"kotone-{key}").remote(*args): key for key, args in arguments.items()}
         results: dict[str, Any | TaskFailure] = {}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from loop.config import LoopConfig, load_config
+from loop.report import PLATEAU_FILE
 from loop.stages.calls import act
 from loop.stages.snapshot import read_snapshot
 from loop.state import STAGES, CycleState, LoopLocked, RunLock, now_iso
@@ -345,6 +346,7 @@ async def run(args: argparse.Namespace, config: LoopConfig, token: str) -> int:
     from agent.planner import SearchExhausted
     from loop.registry import current_champion
 
+    (loop_dir() / PLATEAU_FILE).unlink(missing_ok=True)  # a banner is about the last run only
     endpoint = McpEndpoint.local_stdio().model_copy(update={"read_timeout_s": ACTION_TIMEOUT_S})
     async with open_session(endpoint) as session:
         if current_champion() is None:
@@ -378,7 +380,7 @@ async def run(args: argparse.Namespace, config: LoopConfig, token: str) -> int:
                 verdict = await run_cycle(session, cycle, config, token)
             except SearchExhausted as exhausted:
                 shutil.rmtree(cycle_dir(cycle), ignore_errors=True)  # only its snapshot and diagnosis
-                print(f"stopping: plateau — the search space the planner knows is exhausted ({exhausted})")
+                mark_plateau(cycle - 1, f"the search space the planner knows is exhausted ({exhausted})")
                 break
             except asyncio.CancelledError:
                 _record_stop(cycle, "interrupted", "stopped by a signal")
@@ -395,9 +397,8 @@ async def run(args: argparse.Namespace, config: LoopConfig, token: str) -> int:
                 return 1
             without_promotion = 0 if verdict == "promoted" else without_promotion + 1
             if without_promotion >= config.plateau_patience and (cycles is None or len(cycles) > 1):
-                print(
-                    f"stopping: plateau — {without_promotion} cycles of {config.candidates} candidates "
-                    "without a promotion"
+                mark_plateau(
+                    cycle, f"{without_promotion} cycles of {config.candidates} candidates without a promotion"
                 )
                 break
             cycle += 1
@@ -407,6 +408,14 @@ async def run(args: argparse.Namespace, config: LoopConfig, token: str) -> int:
                 print("stopping: time budget spent")
                 break
     return 0
+
+
+def mark_plateau(cycle: int, reason: str) -> None:
+    """Say why the run stopped, on the console and for the report's banner."""
+    from tools.core.atomic import atomic_write_json
+
+    print(f"stopping: plateau — {reason}")
+    atomic_write_json(loop_dir() / PLATEAU_FILE, {"cycle": cycle, "reason": reason, "at": now_iso()})
 
 
 def run_until_signal(args: argparse.Namespace, config: LoopConfig, token: str) -> int:
@@ -449,8 +458,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.rollback is not None:
                 from loop.registry import rollback
 
-                champion = rollback(args.rollback)
-                print(f"champion restored: cycle {champion.cycle} ({champion.student_path or 'base model'})")
+                try:
+                    champion = rollback(args.rollback)
+                except (ValueError, FileNotFoundError) as refused:
+                    print(f"error: {refused}", file=sys.stderr)
+                    return 2
+                print(f"champion restored: cycle {champion.cycle} {champion.candidate}")
                 return 0
             # Everything that can refuse this run is checked before the first write.
             load_dataset(config.data)

@@ -1,12 +1,11 @@
-"""End to end: real cycles through the real stdio MCP server, on a tiny model built at test time.
-
-Each run is `python -m loop.run` in a subprocess, exactly as a user runs it.
-"""
+"""End to end: real cycles through the real stdio MCP server and real Ray tasks, on a tiny model built at
+test time. Each run is `python -m loop.run` in a subprocess, exactly as a user runs it."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,14 +18,20 @@ from tools.core.paths import PROJECT_ROOT, cache_dir
 
 pytestmark = pytest.mark.slow
 
+CANDIDATE_FILES = [
+    "train.jsonl",
+    "generated_augmented_pairs.jsonl",
+    "filter_report.json",
+    "augment.json",
+    "training.json",
+    "student/oof.json",
+    "eval_valid.json",
+]
 CYCLE_FILES = [
     "mcp_eval_snapshot.json",
     "mcp_decision_input.json",
     "plan.json",
     "agent_transcript.jsonl",
-    "generated_augmented_pairs.jsonl",
-    "train.cycle_1.jsonl",
-    "eval_candidate.json",
     "gate.json",
     "decision_log.md",
     "decision.json",
@@ -34,7 +39,7 @@ CYCLE_FILES = [
 
 
 def _env(artifacts: Path, tiny: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KOTONE_", "MISTRAL_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KOTONE_", "MISTRAL_", "RAY_"))}
     env.update(
         {
             "KOTONE_ARTIFACTS": str(artifacts),
@@ -43,15 +48,19 @@ def _env(artifacts: Path, tiny: Path, **extra: str) -> dict[str, str]:
             "KOTONE_PLANNER": "offline",
             "KOTONE_TEACHER": "offline",
             "KOTONE_MAX_EVAL_ROWS": "32",
-            "KOTONE_REPLAY_SAMPLE_ROWS": "24",
             "KOTONE_STUDENT_OPTIONS": '{"layers_kept": 2, "lora_layers": 1}',
+            "KOTONE_BOOTSTRAP_DECODERS": '["skeleton"]',
+            "KOTONE_CV_FOLDS": "2",
+            "KOTONE_LATENCY_REQUESTS": "4",
+            "KOTONE_CANDIDATES": "1",
+            "KOTONE_CHECKPOINT_EVERY_STEPS": "2",
         }
         | extra
     )
     return env
 
 
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+def _run(env: dict[str, str], *args: str, expect: int = 0) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, "-m", "loop.run", *args],
         cwd=PROJECT_ROOT,
@@ -60,131 +69,198 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=900,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == expect, result.stdout + result.stderr
     return result
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
 
 
 def _history(artifacts: Path) -> list[dict]:
     return [json.loads(line) for line in (artifacts / "loop" / "history.jsonl").read_text().splitlines()]
 
 
-def test_two_cycles_one_promoted_one_rejected(tmp_path, tiny_base_model):
-    artifacts = tmp_path / "artifacts"
-    first = _run(_env(artifacts, tiny_base_model), "--cycles", "1")
-    assert "cycle 1: PROMOTED" in first.stdout, first.stdout
+def _predictions(artifacts: Path, cycle: int, name: str) -> list:
+    report = _json(artifacts / "loop" / f"cycle_{cycle}" / "candidates" / name / "eval_valid.json")
+    return [row["prediction"] for row in report["rows"]]
 
-    # An impossible margin makes the second verdict certain: the gate, not the agent, rejects it.
-    second = _run(_env(artifacts, tiny_base_model, KOTONE_GATE__MIN_MAE_IMPROVEMENT="10"))
-    assert "cycle 2: REJECTED" in second.stdout, second.stdout
 
-    cycle1 = artifacts / "loop" / "cycle_1"
+@pytest.fixture(scope="module")
+def one_cycle(tmp_path_factory: pytest.TempPathFactory, tiny_base_model: Path) -> Path:
+    """Cycle 0, then cycle 1 with one candidate (the default stack, LM included): artifacts to copy."""
+    artifacts = tmp_path_factory.mktemp("one_cycle") / "artifacts"
+    result = _run(_env(artifacts, tiny_base_model), "--cycles", "1")
+    assert "cycle 0: champion is" in result.stdout and "cycle 1: PROMOTED" in result.stdout, result.stdout
+    return artifacts
+
+
+def _copy(artifacts: Path, to: Path) -> Path:
+    """A copy of a run's artifacts (records hold paths relative to the artifacts root)."""
+    shutil.copytree(artifacts, to, symlinks=True)
+    return to
+
+
+def test_cycle_zero_picks_the_best_predictor_and_a_stacked_candidate_beats_it(one_cycle):
+    history = _history(one_cycle)
+    assert [(h["cycle"], h["status"]) for h in history] == [(0, "baseline"), (1, "promoted")]
+    cycle0 = {c["name"]: c for c in history[0]["candidates"]}
+    assert set(cycle0) == {"train-median", "tfidf-ridge", "base-skeleton"}
+    winner0 = min(cycle0.values(), key=lambda c: c["valid_mae"])
+    assert cycle0[winner0["name"]]["status"] == "promoted"
+
+    cycle1 = one_cycle / "loop" / "cycle_1"
     for name in CYCLE_FILES:
         assert (cycle1 / name).is_file(), name
-    assert [(h["cycle"], h["status"]) for h in _history(artifacts)] == [
-        (0, "baseline"),
-        (1, "promoted"),
-        (2, "rejected"),
-    ]
-    champion = json.loads((artifacts / "registry" / "champion.json").read_text())
-    assert champion["cycle"] == 1
+    plan = _json(cycle1 / "plan.json")
+    assert [c["name"] for c in plan["candidates"]] == ["stack"]
+    for name in CANDIDATE_FILES:
+        assert (cycle1 / "candidates" / "stack" / name).is_file(), name
+    members = sorted(
+        p.name for p in (cycle1 / "candidates" / "stack" / "student" / "components" / "lm").glob("member_*")
+    )
+    assert members == ["member_0", "member_1"]
 
-    decision1 = json.loads((cycle1 / "decision.json").read_text())
-    assert decision1["verdict"] == "promoted"
-    assert decision1["augmentation"]["leaked_against_protected"] == 0
-    assert {s["name"] for s in decision1["sources"]} >= {"get_eval_snapshot_tool", "get_cycle_history_tool"}
-    roles = [row["role"] for row in decision1["table"]]
-    assert roles[:2] == ["candidate", "champion"] and "baseline tfidf-ridge" in roles
+    decision = _json(cycle1 / "decision.json")
+    assert decision["verdict"] == "promoted" and decision["winner"] == "stack"
+    assert (
+        decision["candidates"][0]["cv_mae"] is not None
+        and len(decision["candidates"][0]["member_valid_mae"]) == 2
+    )
+    checks = {c["name"] for c in decision["gate"]["candidates"]["stack"]["checks"]}
+    assert {"bootstrap", "beats_baselines", "latency"} <= checks
+    assert decision["champion_before"]["candidate"] == winner0["name"]
+    assert decision["gate"]["confirm"]["promoted"] is True  # the LM recipe was re-trained with other seeds
+    champion = _json(one_cycle / "registry" / "champion.json")
+    assert (champion["cycle"], champion["candidate"]) == (1, "stack")
+    assert not Path(champion["student_path"]).is_absolute()
+    assert (one_cycle / "registry" / "cycle_1" / "stack" / "eval_test_record.json").is_file()
+    # The lock token authorised every action call and was never written down.
+    transcript = (cycle1 / "agent_transcript.jsonl").read_text() + (
+        cycle1 / "mcp_eval_snapshot.json"
+    ).read_text()
+    assert "[lock token]" in transcript
+    assert not list((one_cycle / "loop").glob(".lock*"))
 
-    gate2 = json.loads((artifacts / "loop" / "cycle_2" / "gate.json").read_text())
-    assert not gate2["promoted"]
-    assert [c["name"] for c in gate2["checks"] if not c["passed"]][0] == "mae_margin"
+
+def test_the_next_cycle_tries_new_recipes_the_gate_rejects_and_rollback_restores(
+    one_cycle, tmp_path, tiny_base_model
+):
+    artifacts = _copy(one_cycle, tmp_path / "artifacts")
+    env = _env(artifacts, tiny_base_model, KOTONE_GATE__MIN_MAE_IMPROVEMENT="10", KOTONE_CANDIDATES="2")
+    second = _run(env)
+    assert "cycle 2: REJECTED" in second.stdout, second.stdout
+    plan1 = _json(artifacts / "loop" / "cycle_1" / "plan.json")
+    plan2 = _json(artifacts / "loop" / "cycle_2" / "plan.json")
+    keys1 = {c["name"] for c in plan1["candidates"]}
+    assert len(plan2["candidates"]) == 2 and not keys1 & {c["name"] for c in plan2["candidates"]}
+    history = _history(artifacts)
+    assert [(h["cycle"], h["status"]) for h in history] == [(0, "baseline"), (1, "promoted"), (2, "rejected")]
+    assert all(c["status"] in ("rejected", "pruned") for c in history[2]["candidates"])
+    assert "mae_margin" in history[2]["gate_failed_checks"]
     log2 = (artifacts / "loop" / "cycle_2" / "decision_log.md").read_text()
     assert "REJECTED" in log2 and "champion stays cycle 1" in log2
 
-    snapshot = json.loads((cycle1 / "mcp_eval_snapshot.json").read_text())
-    assert "get_eval_snapshot_tool" in snapshot["listed_tools"]["kotone-stdio"]
-
-    # Rolling back to the base model's cycle works, and a cycle that was never promoted is refused.
-    _run(_env(artifacts, tiny_base_model), "--rollback", "0")
-    assert json.loads((artifacts / "registry" / "champion.json").read_text())["cycle"] == 0
-    refused = subprocess.run(
-        [sys.executable, "-m", "loop.run", "--rollback", "2"],
-        cwd=PROJECT_ROOT,
-        env=_env(artifacts, tiny_base_model),
-        capture_output=True,
-        text=True,
-    )
-    assert refused.returncode != 0 and "never promoted" in refused.stderr
+    _run(env, "--rollback", "0")
+    assert _json(artifacts / "registry" / "champion.json")["cycle"] == 0
+    refused = _run(env, "--rollback", "2", expect=2)
+    assert "never promoted" in refused.stderr
 
 
-def _wait_for_checkpoint(candidate: Path, process: subprocess.Popen, timeout_s: float = 600) -> None:
+def _wait_for(path_glob: str, root: Path, process: subprocess.Popen, timeout_s: float = 600) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if any(candidate.glob("**/checkpoint*")):
+        if any(root.glob(path_glob)):
             return
         if process.poll() is not None:
-            pytest.fail("the run ended before writing a training checkpoint")
+            pytest.fail(f"the run ended before {path_glob} appeared")
         time.sleep(0.05)
-    pytest.fail("no training checkpoint appeared")
+    pytest.fail(f"{path_glob} did not appear")
 
 
-def test_kill_9_during_training_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_base_model):
-    extra = {
-        "KOTONE_STUDENT": "generative",
-        "KOTONE_STUDENT_OPTIONS": "{}",
-        "KOTONE_CHECKPOINT_EVERY_STEPS": "2",
-        "KOTONE_MAX_TRAIN_ROWS": "64",
-    }
-    straight = tmp_path / "straight"
-    _run(_env(straight, tiny_base_model, **extra), "--cycles", "1")
-
-    killed = tmp_path / "killed"
-    env = _env(killed, tiny_base_model, **extra)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "loop.run", "--cycles", "1"],
+def _start(env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "loop.run", *args],
         cwd=PROJECT_ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    _wait_for_checkpoint(killed / "loop" / "cycle_1" / "candidate", process)
+
+
+def test_kill_9_during_training_then_resume_keeps_finished_members_and_matches_an_uninterrupted_run(
+    one_cycle, tmp_path, tiny_base_model
+):
+    artifacts = tmp_path / "killed"
+    env = _env(artifacts, tiny_base_model)
+    process = _start(env, "--cycles", "1")
+    lm = artifacts / "loop" / "cycle_1" / "candidates" / "stack" / "student" / "components" / "lm"
+    _wait_for("member_1/checkpoint.pt", lm, process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    state = json.loads((killed / "loop" / "cycle_1" / "state.json").read_text())
+    finished_member = (lm / "member_0" / "done.json").read_text()
+    state = _json(artifacts / "loop" / "cycle_1" / "state.json")
     assert "train" not in state["completed"] and "augment" in state["completed"]
 
-    # The lock of the killed run is stale: a new run takes it over and finishes the cycle.
-    resumed = _run(env, "--resume")
+    resumed = _run(env, "--resume")  # the killed run's lock died with it
     assert "resuming after augment" in resumed.stdout
+    assert (lm / "member_0" / "done.json").read_text() == finished_member
+    assert _predictions(artifacts, 1, "stack") == _predictions(one_cycle, 1, "stack")
+    same_train = (artifacts / "loop" / "cycle_1" / "candidates" / "stack" / "train.jsonl").read_text()
+    assert same_train == (one_cycle / "loop" / "cycle_1" / "candidates" / "stack" / "train.jsonl").read_text()
+    assert [h["status"] for h in _history(artifacts)] == ["baseline", "promoted"]
 
-    def outcome(root: Path) -> tuple:
-        report = json.loads((root / "loop" / "cycle_1" / "eval_candidate.json").read_text())
-        gate = json.loads((root / "loop" / "cycle_1" / "gate.json").read_text())
-        rows = [r["prediction"] for r in report["rows"]]
-        return report["vector_mae"], rows, gate["promoted"]
 
-    assert outcome(killed) == outcome(straight)
-    train_rows = (killed / "loop" / "cycle_1" / "train.cycle_1.jsonl").read_text()
-    assert train_rows == (straight / "loop" / "cycle_1" / "train.cycle_1.jsonl").read_text()
+def test_sigterm_stops_the_run_within_seconds_records_it_and_resume_finishes(tmp_path, tiny_base_model):
+    artifacts = tmp_path / "artifacts"
+    env = _env(artifacts, tiny_base_model)
+    process = _start(env, "--cycles", "1")
+    _wait_for(
+        "loop/cycle_1/candidates/stack/student/components/lm/member_0/checkpoint.pt", artifacts, process
+    )
+    process.send_signal(signal.SIGTERM)
+    began = time.monotonic()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and time.monotonic() - began < 30, stderr
+    assert "INTERRUPTED" in stderr and "--resume" in stderr
+    assert _history(artifacts)[-1]["status"] == "interrupted"
+    assert not list((artifacts / "loop").glob(".lock*"))
+    resumed = _run(env, "--resume")
+    assert "cycle 1: PROMOTED" in resumed.stdout or "cycle 1: REJECTED" in resumed.stdout
+    assert [h["status"] for h in _history(artifacts)][-1] in ("promoted", "rejected")
 
 
 def test_a_cycle_planned_by_the_mistral_backend_over_the_real_sdk_and_mcp(tmp_path, tiny_base_model):
-    """The loop's plan stage with `--planner mistral`: the real mistralai client talks to a scripted
-    server on 127.0.0.1, its tool calls go through the loop's MCP session, and its plan is the one trained."""
+    """The plan stage with `--planner mistral`: the real mistralai client talks to a scripted server on
+    127.0.0.1, its tool calls go through the loop's MCP session, and its candidates are the ones trained."""
     from fake_mistral_server import FakeMistralServer, completion
 
     plan = {
-        "focus_dims": ["energy", "nostalgia"],
-        "augmentation": {"new_pairs": 80, "replay_ratio": 0.25, "target_buckets": {"energy": [0, 1, 9, 10]}},
-        "hparams": {"learning_rate": 6e-4, "lora_r": 8, "lora_alpha": 16, "epochs": 2.0, "batch_size": 16},
-        "reasons": {
-            "focus_dims": "energy and nostalgia have the highest MAE",
-            "augmentation": "extremes of energy are missing",
-            "hparams": "small rank for a first cycle",
-        },
+        "candidates": [
+            {
+                "name": "cheap",
+                "student": {"family": "stack", "components": ["train-median", "tfidf-ridge"], "folds": 2},
+                "hparams": {
+                    "learning_rate": 6e-4,
+                    "lora_r": 8,
+                    "lora_alpha": 16,
+                    "epochs": 2.0,
+                    "batch_size": 16,
+                },
+                "augmentation": {
+                    "teacher_pairs": 40,
+                    "replay_rows": 10,
+                    "target_buckets": {"energy": [0, 1, 9, 10]},
+                },
+                "focus_dims": ["energy", "nostalgia"],
+                "reason": "the cheap blend first",
+            }
+        ],
+        "reasons": {"focus_dims": "energy is worst", "augmentation": "extremes", "search": "cheap first"},
     }
     script = [
-        completion(tool_calls=[("get_eval_snapshot_tool", {}), ("get_cycle_history_tool", {})]),
+        completion(tool_calls=[("get_eval_snapshot_tool", {}), ("get_augmentation_capacity_tool", {})]),
         completion(content=json.dumps(plan)),
     ]
     artifacts = tmp_path / "artifacts"
@@ -195,17 +271,135 @@ def test_a_cycle_planned_by_the_mistral_backend_over_the_real_sdk_and_mcp(tmp_pa
             KOTONE_PLANNER="mistral",
             KOTONE_MISTRAL_SERVER_URL=server.url,
             MISTRAL_API_KEY="test-dummy-key",
+            KOTONE_TEACHER="offline",
         )
         result = _run(env, "--cycles", "1")
     assert "plan by mistral" in result.stdout, result.stdout
-    cycle1 = artifacts / "loop" / "cycle_1"
-    saved = json.loads((cycle1 / "plan.json").read_text())
-    assert saved["focus_dims"] == ["energy", "nostalgia"] and saved["fallback_reason"] is None
-    assert saved["hparams"]["lora_r"] == 8
-    training = json.loads((cycle1 / "training.json").read_text())
-    assert training["config"]["lora_r"] == 8 and training["config"]["epochs"] == 2.0
-    events = [json.loads(line) for line in (cycle1 / "agent_transcript.jsonl").read_text().splitlines()]
+    saved = _json(artifacts / "loop" / "cycle_1" / "plan.json")
+    assert [c["name"] for c in saved["candidates"]] == ["cheap"] and saved["fallback_reason"] is None
+    record = _json(artifacts / "loop" / "cycle_1" / "candidates" / "cheap" / "training.json")
+    assert record["result"]["recipe"]["components"] == ["train-median", "tfidf-ridge"]
+    events = [
+        json.loads(line)
+        for line in (artifacts / "loop" / "cycle_1" / "agent_transcript.jsonl").read_text().splitlines()
+    ]
     assert any(e["kind"] == "model_message" for e in events)
     assert len(server.requests) == 2
     headers = {k.lower(): v for k, v in server.requests[0].headers.items()}
     assert headers["authorization"] == "Bearer test-dummy-key"
+
+
+def _wait_for_stage(artifacts: Path, stage: str, process: subprocess.Popen, timeout_s: float = 600) -> None:
+    state = artifacts / "loop" / "cycle_1" / "state.json"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if state.is_file() and stage in json.loads(state.read_text() or "{}").get("completed", []):
+            return
+        if process.poll() is not None:
+            pytest.fail(f"the run ended before stage {stage} finished")
+        time.sleep(0.02)
+    pytest.fail(f"stage {stage} did not finish")
+
+
+def _outcome(artifacts: Path) -> dict:
+    """What a cycle decided, without its timings and run ids."""
+    decision = _json(artifacts / "loop" / "cycle_1" / "decision.json")
+    return {
+        "verdict": decision["verdict"],
+        "winner": decision["winner"],
+        "champion": decision["champion_after"]["candidate"],
+        "candidates": [
+            (c["name"], c["status"], c["cv_mae"], c["valid"]["vector_mae"], c["failed_checks"])
+            for c in decision["candidates"]
+        ],
+        "history": [(h["cycle"], h["status"]) for h in _history(artifacts) if h["status"] != "interrupted"],
+    }
+
+
+def test_kills_at_stage_boundaries_then_resume_decide_as_an_uninterrupted_run(
+    one_cycle, tmp_path, tiny_base_model
+):
+    artifacts = tmp_path / "artifacts"
+    env = _env(artifacts, tiny_base_model)
+    for stage in ("plan", "evaluate", "gate"):
+        process = (
+            _start(env, "--resume")
+            if (artifacts / "loop" / "cycle_1").exists()
+            else _start(env, "--cycles", "1")
+        )
+        _wait_for_stage(artifacts, stage, process)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    _run(env, "--resume")
+    assert _outcome(artifacts) == _outcome(one_cycle)
+    assert [h["status"] for h in _history(artifacts)] == ["baseline", "promoted"]
+
+
+class Killed(Exception):
+    """Stands for a kill -9 at that point of the log stage."""
+
+
+def _before_log(artifacts: Path) -> None:
+    """Undo cycle 1's log stage: the files as they are when the log stage starts."""
+    from loop.registry import CandidateRecord
+    from loop.state import CycleState
+
+    out = artifacts / "loop" / "cycle_1"
+    gate = _json(out / "gate.json")
+    for name in ("decision.json", "decision_log.md"):
+        (out / name).unlink()
+    registry = artifacts / "registry"
+    record_path = registry / "cycle_1" / gate["winner"] / "record.json"
+    record = CandidateRecord.model_validate_json(record_path.read_text())
+    record_path.write_text(record.model_copy(update={"promoted": False}).model_dump_json())
+    (registry / "cycle_1" / gate["winner"] / "eval_test_record.json").unlink()
+    (registry / "champion.json").write_text(json.dumps(gate["champion_before"]))
+    history = artifacts / "loop" / "history.jsonl"
+    kept = [line for line in history.read_text().splitlines() if json.loads(line)["cycle"] != 1]
+    history.write_text("".join(line + "\n" for line in kept))  # history.tsv is rewritten on the next append
+    state = CycleState.load_or_new(out, 1)
+    state.model_copy(update={"completed": state.completed[:-1], "finished_at": None}).save(out)
+
+
+LOG_STAGE_FILES = [
+    "loop/cycle_1/decision.json",
+    "loop/cycle_1/decision_log.md",
+    "registry/champion.json",
+    "loop/history.jsonl",
+    "loop/history.tsv",
+]
+
+
+@pytest.mark.parametrize("killed_at", ["promote", "evaluate_test_for_the_record", "append_history", None])
+def test_a_kill_anywhere_in_the_log_stage_then_resume_writes_the_same_bytes(
+    one_cycle, tmp_path, monkeypatch, killed_at
+):
+    """The log stage's writes, repeated after a kill at each point, give byte-identical records and one history
+    line (None: killed after its last write, before the stage was marked done)."""
+    import loop.stages.decide as decide
+    from loop.stages.inputs import load_loop_config
+    from loop.state import CycleState
+
+    reference = _copy(one_cycle, tmp_path / "reference")
+    faulty = _copy(one_cycle, tmp_path / "faulty")
+    for artifacts in (reference, faulty):
+        monkeypatch.setenv("KOTONE_ARTIFACTS", str(artifacts))
+        _before_log(artifacts)
+    started_at = CycleState.load_or_new(reference / "loop" / "cycle_1", 1).started_at
+
+    monkeypatch.setenv("KOTONE_ARTIFACTS", str(reference))
+    decide.log_decision(1, load_loop_config(), started_at, 12.5)
+
+    monkeypatch.setenv("KOTONE_ARTIFACTS", str(faulty))
+    if killed_at is not None:
+        with monkeypatch.context() as patch:
+            patch.setattr(decide, killed_at, lambda *a, **k: (_ for _ in ()).throw(Killed(killed_at)))
+            with pytest.raises(Killed):
+                decide.log_decision(1, load_loop_config(), started_at, 12.5)
+    else:
+        decide.log_decision(1, load_loop_config(), started_at, 12.5)
+    decide.log_decision(1, load_loop_config(), started_at, 12.5)  # what --resume runs
+
+    for name in LOG_STAGE_FILES:
+        assert (faulty / name).read_bytes() == (reference / name).read_bytes(), name
+    assert [h["status"] for h in _history(faulty)] == ["baseline", "promoted"]

@@ -60,8 +60,10 @@ def test_a_run_on_another_dataset_than_the_champions_is_refused_before_anything_
 
     monkeypatch.setenv("KOTONE_ARTIFACTS", str(tmp_path / "artifacts"))
     report = build_report([], predictor="base", decoder="d", dataset="some-other-data/valid", data_hash="h")
-    register_candidate(0, None, report, base_model="bundled", eval_run_id=None)
-    promote(0)
+    register_candidate(
+        0, "base-skeleton", None, report, base_model="bundled", decoder="d", recipe=None, eval_run_id=None
+    )
+    promote(0, "base-skeleton")
     assert main(["--cycles", "1", "--data", "shipped"]) == 2
     error = capsys.readouterr().err
     assert (

@@ -31,6 +31,7 @@ def test_the_readme_offers_a_stdio_and_a_loopback_http_server():
     (http,) = [s for s in servers.values() if "url" in s]
     port = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/mcp", http["url"]).group(1)
     assert f"kotone-serve --http 127.0.0.1:{port}" in (PROJECT_ROOT / "README.md").read_text()
+    assert http["headers"]["Authorization"].startswith("Bearer ")
 
 
 def test_the_stdio_snippet_starts_the_server_and_lists_its_tools(tmp_path):

@@ -1,4 +1,4 @@
-"""The HTML review page: self-contained, and its charts really render in a browser."""
+"""The HTML review page: self-contained, every candidate of every cycle in it, and its charts really render."""
 
 import shutil
 import subprocess
@@ -6,74 +6,214 @@ import subprocess
 import numpy as np
 import pytest
 
+from loop.decision_log import CandidateRow, DecisionRecord, TableRow, write_decision
+from loop.gate import GateConfig, gate_candidates
 from loop.history import append_history
-from loop.registry import promote, register_candidate
-from loop.report import build_page
-from tools.core.atomic import atomic_write_json, atomic_write_text
-from tools.core.contracts import CycleHistoryEntry
-from tools.core.paths import cycle_dir
+from loop.registry import champion_report, current_champion, promote, register_candidate
+from loop.report import PLATEAU_FILE, build_page
+from tools.core.atomic import atomic_write_json
+from tools.core.contracts import (
+    CandidateOutcome,
+    CandidateSpec,
+    CycleHistoryEntry,
+    CyclePlan,
+    StudentRecipe,
+)
+from tools.core.paths import cycle_dir, loop_dir
 from tools.core.schema import ParamVector, Prediction, SourceType, TrainingRow
 from tools.evaluation.metrics import build_report, score_row
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ROWS = [
+    TrainingRow(
+        request_text=f"r{i}", source_type=SourceType.rule_prompt, target=ParamVector.from_list([5] * 6)
+    )
+    for i in range(40)
+]
 
 
-def _report(error: float, predictor: str):
-    rng = np.random.default_rng(0)
-    rows = [
-        TrainingRow(
-            request_text=f"r{i}", source_type=SourceType.rule_prompt, target=ParamVector.from_list([5] * 6)
-        )
-        for i in range(20)
-    ]
+def _report(error: float, predictor: str, seed: int = 0):
+    rng = np.random.default_rng(seed)
     results = [
         score_row(i, r, Prediction(values=(5 + rng.normal(0, error, 6)).tolist(), json_valid=True), "model")
-        for i, r in enumerate(rows)
+        for i, r in enumerate(ROWS)
     ]
     return build_report(results, predictor=predictor, decoder="d", dataset="x", data_hash="h")
 
 
+def _spec(name: str, components: list[str]) -> CandidateSpec:
+    return CandidateSpec(
+        name=name, student=StudentRecipe(components=components), focus_dims=["energy"], reason=f"try {name}"
+    )
+
+
+def _cycle(cycle: int, reports: dict, specs: list[CandidateSpec], baselines: dict) -> None:
+    """Register a cycle's candidates, gate them for real, write its decision record and history line."""
+    before = current_champion()
+    champion = champion_report()
+    for spec in specs:
+        register_candidate(
+            cycle,
+            spec.name,
+            None,
+            reports[spec.name],
+            base_model="tiny",
+            decoder="regression",
+            recipe=spec.student,
+            eval_run_id=f"run{cycle}{spec.name}",
+        )
+    gate = gate_candidates(
+        before, champion, reports, {s.name: ["energy"] for s in specs}, GateConfig(confirm=False), baselines
+    )
+    if gate.winner:
+        promote(cycle, gate.winner)
+    plan = CyclePlan(cycle=cycle, candidates=specs, reasons={"search": "two moves"})
+    rows = [
+        CandidateRow(
+            name=s.name,
+            description=s.describe(),
+            reason=s.reason,
+            status="promoted" if s.name == gate.winner else "rejected",
+            hparam_patch=[],
+            augmentation=None,
+            cv_mae=0.5,
+            cv_mae_rounded=0.4,
+            valid=TableRow.from_report(s.name, reports[s.name]),
+            p_value=gate.p_values[s.name],
+            holm_threshold=gate.holm_thresholds[s.name],
+            failed_checks=gate.candidates[s.name].failed,
+            member_valid_mae=[],
+            training_wall_s=12.0,
+        )
+        for s in specs
+    ]
+    record = DecisionRecord(
+        cycle=cycle,
+        started_at="2026-11-30T00:00:00+00:00",
+        finished_at="2026-11-30T00:01:00+00:00",
+        verdict="promoted" if gate.winner else "rejected",
+        sources=[],
+        runs_read=[],
+        weak_dims=[],
+        learnability=[],
+        plan=plan,
+        candidates=rows,
+        winner=gate.winner,
+        table=[],
+        gate=gate,
+        winner_gate=gate.candidates.get(gate.winner) if gate.winner else None,
+        champion_before=before,
+        champion_after=current_champion(),
+    )
+    write_decision(record, cycle_dir(cycle))
+    append_history(
+        CycleHistoryEntry(
+            cycle=cycle,
+            status=record.verdict,
+            description=f"cycle {cycle}",
+            started_at=record.started_at,
+            wall_s=60.0,
+            candidates=[
+                CandidateOutcome(
+                    name=r.name,
+                    recipe_key=s.recipe_key(),
+                    description=r.description,
+                    status=r.status,
+                    valid_mae=r.valid.vector_mae,
+                    valid_mae_rounded=r.valid.vector_mae_rounded,
+                    cv_mae=r.cv_mae,
+                )
+                for r, s in zip(rows, specs, strict=True)
+            ],
+        )
+    )
+
+
 @pytest.fixture
-def three_cycles(tmp_path, monkeypatch):
+def two_cycles(tmp_path, monkeypatch):
+    """Cycle 0 (base, median, ridge), cycle 1 (two candidates, one promoted), cycle 2 (two rejected), a crash."""
     monkeypatch.setenv("KOTONE_ARTIFACTS", str(tmp_path / "artifacts"))
-    base, better, worse = _report(2.0, "base"), _report(0.8, "c1"), _report(1.2, "c2")
-    ridge = _report(1.0, "tfidf-ridge")
-    atomic_write_json(cycle_dir(0) / "eval_baseline_tfidf-ridge.json", ridge)
-    champion_before = {0: None, 1: base.vector_mae, 2: better.vector_mae}
-    for cycle, report, status in ((0, base, "baseline"), (1, better, "promoted"), (2, worse, "rejected")):
-        register_candidate(cycle, None, report, base_model="tiny", eval_run_id=None)
-        if status != "rejected":
-            promote(cycle)
-        atomic_write_text(cycle_dir(cycle) / "decision_log.md", f"# cycle {cycle}\n")
-        append_history(
-            CycleHistoryEntry(
-                cycle=cycle,
-                status=status,
-                description=f"cycle {cycle}",
-                champion_mae=champion_before[cycle],
-                candidate_mae=report.vector_mae,
-                candidate_mae_rounded=report.vector_mae_rounded,
-                gate_failed_checks=["mae_margin"] if status == "rejected" else [],
-                started_at="2026-11-27T00:00:00+00:00",
+    baselines = {"tfidf-ridge": _report(1.0, "tfidf-ridge"), "train-median": _report(1.6, "train-median")}
+    outcomes = []
+    for name, report in {**baselines, "base-skeleton": _report(4.0, "base")}.items():
+        register_candidate(
+            0, name, None, report, base_model="tiny", decoder="d", recipe=None, eval_run_id=f"run0{name}"
+        )
+        outcomes.append(
+            CandidateOutcome(
+                name=name,
+                recipe_key="cycle0",
+                description=name,
+                status="promoted" if name == "tfidf-ridge" else "rejected",
+                valid_mae=report.vector_mae,
+                valid_mae_rounded=report.vector_mae_rounded,
             )
         )
+    promote(0, "tfidf-ridge")
+    append_history(
+        CycleHistoryEntry(
+            cycle=0, status="baseline", description="cycle 0", candidates=outcomes, started_at="x"
+        )
+    )
+    _cycle(
+        1,
+        {"stack": _report(0.5, "stack", 1), "stack-cheap": _report(0.95, "cheap", 2)},
+        [_spec("stack", ["train-median", "lm"]), _spec("stack-cheap", ["train-median"])],
+        baselines,
+    )
+    _cycle(
+        2,
+        {"deeper": _report(0.55, "deeper", 3), "lr-half": _report(0.7, "lr", 4)},
+        [_spec("deeper", ["lm"]), _spec("lr-half", ["tfidf-ridge", "lm"])],
+        baselines,
+    )
+    append_history(
+        CycleHistoryEntry(cycle=3, status="crashed", description="crashed after plan: boom", started_at="x")
+    )
+    atomic_write_json(
+        loop_dir() / PLATEAU_FILE, {"cycle": 2, "reason": "3 cycles without a promotion", "at": "now"}
+    )
     return tmp_path / "artifacts" / "loop" / "report.html"
 
 
-def test_page_is_self_contained_with_trend_radar_verdicts_and_links(three_cycles):
-    html = build_page(three_cycles).read_text()
+def test_every_candidate_is_on_the_self_contained_page_with_its_figures(two_cycles):
+    html = build_page(two_cycles).read_text()
     assert "http://" not in html and "https://" not in html and "<script" not in html
-    assert html.count('class="series"') >= 4  # three trend lines + two radar polygons (minus empty ones)
-    assert 'aria-label="per-dim MAE radar"' in html
-    assert "rejected" in html and "promoted" in html and "mae_margin" in html
+    for name in ("stack", "stack-cheap", "deeper", "lr-half", "tfidf-ridge", "train-median"):
+        assert f">{name}<" in html, name
+    assert "Plateau:" in html and "3 cycles without a promotion" in html
+    assert (
+        'aria-label="validation MAE per cycle, raw"' in html
+        and 'aria-label="validation MAE per cycle, rounded"' in html
+    )
+    assert 'aria-label="per-dim MAE bars"' in html and 'class="bar"' in html
+    assert "run1stack" in html  # W&B run ids
     assert 'href="cycle_1/decision_log.md"' in html
+    assert "background: hsla(130" in html and "background: hsla(0" in html  # heat cells both ways
+    assert ">crashed<" in html
+
+
+def test_only_cycles_that_ran_are_on_the_trend_and_baselines_sit_on_their_own_scale(two_cycles):
+    from loop.report import baselines, cycle_rows, trend_chart
+
+    rows = cycle_rows(two_cycles)
+    refs = baselines()
+    raw = trend_chart(rows, {n: r.vector_mae for n, r in refs.items()}, rounded=False)
+    rounded = trend_chart(rows, {n: r.vector_mae_rounded for n, r in refs.items()}, rounded=True)
+    ticks = [line for line in raw.split("</text>") if 'text-anchor="middle"' in line]
+    assert [t.rsplit(">", 1)[1] for t in ticks] == ["0", "1", "2"]  # the crashed cycle 3 is not on the axis
+    assert f"tfidf-ridge {refs['tfidf-ridge'].vector_mae_rounded:.3f}" in rounded
+    assert f"tfidf-ridge {refs['tfidf-ridge'].vector_mae:.3f}" in raw
+    assert (
+        raw.count('class="dot"') == 2 + 4
+    )  # cycle 0's baselines and the four candidates, not the base model
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium is not installed")
-def test_headless_chromium_renders_the_charts(three_cycles, tmp_path):
+def test_headless_chromium_renders_the_charts(two_cycles, tmp_path):
     from PIL import Image
 
-    page = build_page(three_cycles)
+    page = build_page(two_cycles)
     shot = tmp_path / "shot.png"
     subprocess.run(
         [
@@ -85,7 +225,7 @@ def test_headless_chromium_renders_the_charts(three_cycles, tmp_path):
             "--disable-component-update",
             "--no-first-run",
             f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1200,900",
+            "--window-size=1300,1800",
             f"--screenshot={shot}",
             page.as_uri(),
         ],
@@ -94,7 +234,8 @@ def test_headless_chromium_renders_the_charts(three_cycles, tmp_path):
         timeout=120,
     )
     pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
-    teal = np.abs(pixels - [0x00, 0x79, 0x8C]).sum(axis=1) < 40  # champion radar and trend colour
-    red = np.abs(pixels - [0xD1, 0x49, 0x5B]).sum(axis=1) < 40  # champion MAE line
-    assert teal.sum() > 200, "the charts' teal series did not render"
-    assert red.sum() > 50, "the trend line did not render"
+    teal = np.abs(pixels - [0x00, 0x79, 0x8C]).sum(axis=1) < 40  # the champion's step line and bars
+    green = np.abs(pixels - [0x1B, 0x7F, 0x3B]).sum(axis=1) < 40  # promoted candidates
+    red = np.abs(pixels - [0xB3, 0x26, 0x1E]).sum(axis=1) < 40  # rejected candidates
+    assert teal.sum() > 300, "the champion's line and bars did not render"
+    assert green.sum() > 20 and red.sum() > 20, "the candidates' dots did not render"

@@ -18,6 +18,7 @@ PROCESS_ENV_VARS: dict[str, str] = {
     "KOTONE_WANDB_ENTITY": "W&B entity (else WANDB_ENTITY)",
     "KOTONE_WANDB_PROJECT": "W&B project (else WANDB_PROJECT; default kotone-loop)",
     "KOTONE_MCP": "agent endpoint: stdio (default), wandb (hosted W&B MCP) or an http URL on 127.0.0.1",
+    "KOTONE_MCP_HTTP_TOKEN": "bearer token of `python -m tools.server --http` (generated and printed when unset)",
     "KOTONE_PROGRESS_EVERY": "training / evaluation steps between progress lines when output is not a terminal",
     "KOTONE_TORCH_INDEX": "scripts/setup.sh: pip index for torch (default PyTorch's CPU wheels)",
 }

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
                 "KOTONE_WANDB_ENTITY",
                 "KOTONE_WANDB_PROJECT",
                 "KOTONE_PROGRESS_EVERY",
+                "KOTONE_MCP_HTTP_TOKEN",
             ],
             extra={
                 "MISTRAL_API_KEY": "the augment tool's teacher uses Mistral when set (teacher auto)",
@@ -95,13 +96,16 @@ def main(argv: list[str] | None = None) -> None:
         "--http",
         type=_host_port,
         metavar="127.0.0.1:PORT",
-        help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio",
+        help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio; every request needs "
+        "Authorization: Bearer $KOTONE_MCP_HTTP_TOKEN (generated and printed when unset)",
     )
     args = parser.parse_args(argv)
     server = build_server()
     if args.http:
+        from tools.mcp.http_auth import serve_http
+
         host, port = args.http
-        server.run("streamable-http", host=host, port=port)
+        serve_http(server.streamable_http_app(host=host), host, port)
     else:
         die_with_parent()
         server.run()

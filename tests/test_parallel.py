@@ -1,0 +1,169 @@
+"""Candidates as Ray tasks: on a Ray cluster the test starts itself on 127.0.0.1 (`ray start --head`), in
+parallel, with a killed worker costing only its own task."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loop.parallel import TaskFailure, run_tasks
+
+RAY = Path(sys.executable).with_name("ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker_pids(task: str) -> list[int]:
+    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in listing.splitlines()[1:] if f"ray::kotone-{task}" in line]
+
+
+# The test's cluster runs without Ray's token authentication (a cluster with it needs RAY_AUTH_MODE=token and
+# its token on the loop's machine, see README).
+CLUSTER_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A one-node Ray cluster with 2 CPUs on loopback, stopped with everything it started."""
+    port = _free_port()
+    env = {**os.environ, **CLUSTER_ENV}
+    saved = {k: os.environ.get(k) for k in CLUSTER_ENV}
+    os.environ.update(CLUSTER_ENV)
+    head = subprocess.Popen(
+        [
+            str(RAY),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        probe = subprocess.run(
+            [str(RAY), "status", f"--address={address}"], env=env, capture_output=True, text=True
+        )
+        if probe.returncode == 0:
+            break
+        time.sleep(1)
+    else:
+        os.killpg(head.pid, signal.SIGKILL)
+        pytest.fail("the test's Ray cluster did not come up")
+    yield address
+    os.killpg(head.pid, signal.SIGTERM)
+    head.wait(timeout=60)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def sleep_then_report(seconds: float, fail: bool) -> dict:
+    import torch
+
+    start = time.time()
+    time.sleep(seconds)
+    if fail:
+        raise RuntimeError("this task fails on purpose")
+    return {"pid": os.getpid(), "threads": torch.get_num_threads(), "start": start, "end": time.time()}
+
+
+@pytest.fixture(autouse=True)
+def _pickle_this_module_by_value() -> None:
+    """Workers cannot import the test module; its functions travel by value."""
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def test_tasks_run_in_parallel_each_with_its_cpus_and_a_failure_stays_its_own(cluster):
+    results = run_tasks(
+        sleep_then_report,
+        {"a": (3.0, False), "b": (3.0, False), "c": (0.0, True)},
+        cpus_per_task=1,
+        address=cluster,
+    )
+    a, b = results["a"], results["b"]
+    assert a["pid"] != b["pid"] and a["threads"] == b["threads"] == 1
+    assert a["start"] < b["end"] and b["start"] < a["end"]  # they ran at the same time, on the two CPUs
+    assert isinstance(results["c"], TaskFailure) and "on purpose" in results["c"].message
+
+
+def test_a_worker_killed_mid_task_fails_that_task_only(cluster):
+    finished: list[str] = []
+
+    def kill_a_when_it_runs() -> None:
+        deadline = time.monotonic() + 60
+        while not _worker_pids("a") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in _worker_pids("a"):
+            os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_a_when_it_runs)
+    killer.start()
+    results = run_tasks(
+        sleep_then_report,
+        {"a": (20.0, False), "b": (4.0, False)},
+        cpus_per_task=1,
+        address=cluster,
+        on_done=lambda key, _: finished.append(key),
+    )
+    killer.join()
+    assert isinstance(results["a"], TaskFailure), results["a"]
+    assert results["b"]["pid"] > 0
+    assert sorted(finished) == ["a", "b"]
+
+
+@pytest.mark.slow
+def test_a_cycle_on_the_cluster_survives_a_killed_candidate_worker(cluster, tmp_path, tiny_base_model):
+    """K=2 on the test's cluster: the LM candidate's worker is killed mid-training; it is recorded as crashed,
+    the other candidate is trained, evaluated and gated, and the cycle completes."""
+    from test_loop_e2e import _env, _history, _json, _start
+
+    artifacts = tmp_path / "artifacts"
+    env = _env(artifacts, tiny_base_model, KOTONE_CANDIDATES="2", RAY_ADDRESS=cluster, **CLUSTER_ENV)
+    process = _start(env, "--cycles", "1")
+    deadline = time.monotonic() + 600
+    while not _worker_pids("stack") and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    lm = artifacts / "loop" / "cycle_1" / "candidates" / "stack" / "student" / "components" / "lm"
+    while (
+        not any(lm.glob("member_*/checkpoint.pt")) and time.monotonic() < deadline and process.poll() is None
+    ):
+        time.sleep(0.1)
+    for pid in _worker_pids("stack"):
+        os.kill(pid, signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=900)
+    assert process.returncode == 0, stdout + stderr
+    cycle1 = artifacts / "loop" / "cycle_1" / "candidates"
+    assert _json(cycle1 / "stack" / "training.json")["status"] == "crashed"
+    assert _json(cycle1 / "stack-cheap" / "training.json")["status"] == "trained"
+    assert (cycle1 / "stack-cheap" / "eval_valid.json").is_file()
+    outcome = {c["name"]: c["status"] for c in _history(artifacts)[-1]["candidates"]}
+    assert outcome["stack"] == "crashed" and outcome["stack-cheap"] in ("promoted", "rejected")
+    assert json.loads((artifacts / "loop" / "cycle_1" / "state.json").read_text())["finished_at"]

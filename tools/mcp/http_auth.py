@@ -1,0 +1,63 @@
+"""The `--http` transport's guard: every request must carry `Authorization: Bearer <token>`.
+
+The token comes from `KOTONE_MCP_HTTP_TOKEN`, or is generated at start and printed once on stderr. Loopback
+is not a boundary on a shared machine: any local process could otherwise call every tool.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+TOKEN_ENV = "KOTONE_MCP_HTTP_TOKEN"
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def http_token() -> str:
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        return token
+    token = secrets.token_urlsafe(24)
+    print(
+        f"kotone MCP server: bearer token {token} (set {TOKEN_ENV} to choose it)", file=sys.stderr, flush=True
+    )
+    return token
+
+
+class BearerTokenGuard:
+    """ASGI middleware: HTTP requests without the bearer token get 401 and never reach the app."""
+
+    def __init__(self, app: App, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                body = json.dumps({"error": "missing or wrong bearer token"}).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def serve_http(app: App, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(BearerTokenGuard(app, http_token()), host=host, port=port, log_level="warning")
