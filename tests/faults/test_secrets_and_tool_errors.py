@@ -15,8 +15,9 @@ from agent.mcp_client import McpEndpoint, child_environment, open_session
 from agent.mistral_planner import MistralPlanner
 from agent.planner import MistralPlannerConfig, PlanningContext
 from loop.config import LoopConfig
+from loop.state import RunLock
 from tools.core.atomic import append_line, atomic_write_json, atomic_write_text
-from tools.core.contracts import AugmentationSpec, CyclePlan, HParams
+from tools.core.contracts import AugmentationSpec, CandidateSpec, CyclePlan
 from tools.core.redaction import REDACTED, register_secret
 
 MISTRAL_KEY = "mk-live-7f3a9c2e4b1d8f6a0c5e"
@@ -24,13 +25,13 @@ WANDB_KEY = "wk-0123456789abcdef0123456789abcdef"
 
 
 def _plan(cycle: int) -> CyclePlan:
-    return CyclePlan(
-        cycle=cycle,
+    candidate = CandidateSpec(
+        name="probe",
         focus_dims=["energy"],
-        augmentation=AugmentationSpec(new_pairs=4, replay_ratio=0.0),
-        hparams=HParams(),
-        reasons={"focus_dims": "test", "augmentation": "test"},
+        augmentation=AugmentationSpec(teacher_pairs=4, replay_rows=0),
+        reason="test",
     )
+    return CyclePlan(cycle=cycle, candidates=[candidate], reasons={"search": "test"})
 
 
 def _prepare_cycle(artifacts: Path, config: LoopConfig, cycle: int = 1) -> None:
@@ -56,13 +57,20 @@ def _call(endpoint: McpEndpoint, name: str, arguments: dict) -> object:
     return asyncio.run(go())
 
 
+def _act(artifacts: Path, endpoint: McpEndpoint, name: str, arguments: dict) -> object:
+    """An action tool called as the loop calls it: by the holder of the loop's lock, with its token."""
+    with RunLock(artifacts / "loop" / ".lock") as lock:
+        return _call(endpoint, name, {**arguments, "lock_token": lock.token})
+
+
 def test_the_servers_teacher_gets_the_key_and_its_error_reaches_the_caller(tmp_path):
     """teacher=auto in the server means Mistral only if the key reached it; two malformed answers make
     the teacher give up, and the caller reads why (not just "Error executing tool ...")."""
     artifacts = tmp_path / "artifacts"
     with FakeMistralServer([completion(content="not json"), completion(content="still not json")]) as fake:
         _prepare_cycle(artifacts, LoopConfig(teacher="auto", mistral_server_url=fake.url))
-        record = _call(
+        record = _act(
+            artifacts,
             _stdio_endpoint(artifacts, MISTRAL_API_KEY=MISTRAL_KEY),
             "augment_training_data_tool",
             {"cycle": 1},
@@ -76,7 +84,8 @@ def test_an_echoed_key_in_a_tool_error_is_redacted(tmp_path):
     artifacts = tmp_path / "artifacts"
     with FakeMistralServer([echoing_auth_error(401)]) as fake:
         _prepare_cycle(artifacts, LoopConfig(teacher="mistral", mistral_server_url=fake.url))
-        record = _call(
+        record = _act(
+            artifacts,
             _stdio_endpoint(artifacts, MISTRAL_API_KEY=MISTRAL_KEY),
             "augment_training_data_tool",
             {"cycle": 1},
@@ -109,6 +118,26 @@ def test_every_artifact_writer_masks_known_secrets_and_bearer_tokens(tmp_path, m
 def _written(folder: Path, text: str) -> str:
     atomic_write_text(folder / "prose.txt", text)
     return (folder / "prose.txt").read_text()
+
+
+def test_the_weave_trace_store_masks_a_key_in_inputs_outputs_and_exceptions(tmp_path, monkeypatch):
+    """Traced agent steps (a fallback's reason, a failed call) pass through the local Weave store."""
+    import datetime
+
+    from tools.tracking.weave_sqlite import SqliteTraceServer
+
+    monkeypatch.setenv("MISTRAL_API_KEY", MISTRAL_KEY)
+    echoed = f"401: Authorization: Bearer {MISTRAL_KEY}"
+    now = datetime.datetime.now(datetime.UTC)
+    server = SqliteTraceServer(tmp_path / "traces.sqlite")
+    start = {"project_id": "p/q", "id": "c1", "op_name": "planner_fallback", "started_at": now}
+    server.call_start({"start": {**start, "inputs": {"reason": echoed}, "attributes": {"note": echoed}}})
+    server.call_end(
+        {"end": {"project_id": "p/q", "id": "c1", "ended_at": now, "output": echoed, "exception": echoed}}
+    )
+    server.close()
+    stored = (tmp_path / "traces.sqlite").read_bytes()
+    assert MISTRAL_KEY.encode() not in stored and REDACTED.encode() in stored
 
 
 def test_the_planners_401_echo_never_reaches_plan_or_transcript_files(tmp_path, monkeypatch):
@@ -154,3 +183,62 @@ def test_read_loop_artifact_tool_masks_a_key_written_by_anyone(tmp_path):
 def _no_inherited_keys(monkeypatch):
     for name in ("MISTRAL_API_KEY", "WANDB_API_KEY"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.slow
+def test_a_whole_cycle_with_an_upstream_echoing_the_key_leaves_it_in_no_file(tmp_path, tiny_base_model):
+    """The Mistral planner's server answers 401 quoting the Authorization header; the cycle goes on with
+    the offline plan. Not one file under the artifacts (JSON, markdown, W&B record logs, the Weave store)
+    holds the key, and no artifact read through the server shows it."""
+    import os
+    import subprocess
+    import sys
+
+    from tools.core.paths import PROJECT_ROOT, cache_dir
+
+    artifacts = tmp_path / "artifacts"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("KOTONE_", "MISTRAL_", "WANDB_"))}
+    with FakeMistralServer([echoing_auth_error(401) for _ in range(4)]) as fake:
+        env = {
+            **base,
+            "KOTONE_ARTIFACTS": str(artifacts),
+            "KOTONE_CACHE": str(cache_dir()),
+            "KOTONE_BASE_MODEL": str(tiny_base_model),
+            "KOTONE_PLANNER": "mistral",
+            "KOTONE_MISTRAL_SERVER_URL": fake.url,
+            "KOTONE_TEACHER": "offline",
+            "KOTONE_MAX_EVAL_ROWS": "16",
+            "KOTONE_MAX_TRAIN_ROWS": "64",
+            "KOTONE_STUDENT_OPTIONS": '{"layers_kept": 2, "lora_layers": 1}',
+            "MISTRAL_API_KEY": MISTRAL_KEY,
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "loop.run", "--cycles", "1"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert fake.requests and MISTRAL_KEY in fake.requests[0].headers["Authorization"]
+    plan = json.loads((artifacts / "loop" / "cycle_1" / "plan.json").read_text())
+    assert "401" in plan["fallback_reason"] and REDACTED in plan["fallback_reason"]
+    files = [p for p in artifacts.rglob("*") if p.is_file()]
+    holding = [str(p.relative_to(artifacts)) for p in files if MISTRAL_KEY.encode() in p.read_bytes()]
+    assert holding == [] and len(files) > 20
+    assert MISTRAL_KEY not in result.stdout + result.stderr
+
+    loop = artifacts / "loop"
+    readable = [p for p in loop.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl", ".md", ".tsv")]
+
+    async def read_all() -> list:
+        async with open_session(_stdio_endpoint(artifacts, MISTRAL_API_KEY=MISTRAL_KEY)) as session:
+            return [
+                await session.call_tool("read_loop_artifact_tool", {"path": str(p.relative_to(loop))})
+                for p in readable
+            ]
+
+    replies = asyncio.run(read_all())
+    assert all(not r.is_error for r in replies)
+    assert all(MISTRAL_KEY not in json.dumps(r.result) for r in replies)

@@ -11,6 +11,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from tools.core.redaction import redact_text
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     id TEXT PRIMARY KEY,
@@ -112,7 +114,9 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=str, ensure_ascii=False)
+    """JSON for the store; known secrets and bearer tokens masked (a traced input may quote a key an
+    upstream echoed back)."""
+    return redact_text(json.dumps(value, default=str, ensure_ascii=False))
 
 
 def call_from_row(row: sqlite3.Row) -> dict[str, Any]:

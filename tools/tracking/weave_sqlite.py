@@ -39,6 +39,7 @@ from weave.vendor.weave_server_sdk.types import (
 )
 from weave.vendor.weave_server_sdk.types.call_read_response import Call
 
+from tools.core.redaction import redact_text
 from tools.tracking.trace_db import call_from_row, connect, dumps
 
 _REF_PREFIX = "weave:///"
@@ -123,7 +124,7 @@ class SqliteTraceServer:
                 ended_at,
                 dumps(end.get("output")),
                 dumps(end.get("summary") or {}),
-                end.get("exception"),
+                redact_text(end["exception"]) if end.get("exception") else None,
             ),
         )
         return {}
@@ -192,7 +193,7 @@ class SqliteTraceServer:
                         kind,
                         result.base_object_class,
                         result.leaf_object_class,
-                        result.json_val,
+                        redact_text(result.json_val),
                         _now(),
                         version_index,
                     ),
