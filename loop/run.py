@@ -159,11 +159,7 @@ async def plan_stage(session: Any, cycle: int, config: LoopConfig, out: Path) ->
     from agent.backends import PlannerConfig, make_planner
     from tools.core.atomic import atomic_write_json
 
-    planner_config = PlannerConfig.from_env().model_copy(update={"backend": config.planner})
-    planner_config.mistral.model = config.mistral_model
-    if config.mistral_server_url:
-        planner_config.mistral.server_url = config.mistral_server_url
-    plan = await make_planner(planner_config).plan(session, cycle, planning_context(config))
+    plan = await make_planner(PlannerConfig.from_loop(config)).plan(session, cycle, planning_context(config))
     atomic_write_json(out / "plan.json", plan)
     session.transcript.write(out)
     print(

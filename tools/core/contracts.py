@@ -81,6 +81,17 @@ class StudentRecipe(BaseModel):
         3, ge=2, le=5, description="CV folds = members of the LM fold ensemble (one seed each)"
     )
 
+    @model_validator(mode="after")
+    def _canonical(self) -> StudentRecipe:
+        """Knobs a family does not use are cleared, so one recipe has one key whoever wrote it."""
+        if self.family != "stack":
+            self.components = []
+        if self.family != "baseline":
+            self.baseline = None
+        if not self.uses_lm:
+            self.options = {}
+        return self
+
     @property
     def uses_lm(self) -> bool:
         return self.family in ("regression", "generative") or (
@@ -121,6 +132,8 @@ class CandidateSpec(BaseModel):
         """Identifies the recipe (everything but name, seed and reason): the planner never repeats a
         recipe the gate already judged."""
         recipe = self.model_dump(mode="json", exclude={"name", "seed", "reason"})
+        # Re-validated: a recipe built with model_copy gets the canonical form a parsed one has.
+        recipe["student"] = StudentRecipe.model_validate(recipe["student"]).model_dump(mode="json")
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
     def describe(self) -> str:
