@@ -187,7 +187,7 @@ def run_gate(
             name="bootstrap",
             value=versus_champion.probability,
             threshold=1 - alpha,
-            passed=versus_champion.n_rows > 0 and versus_champion.probability >= 1 - alpha,
+            passed=versus_champion.probability >= 1 - alpha,  # no shared rows: probability 0
             detail=(
                 f"paired over {versus_champion.n_rows} rows, mean per-row gain {versus_champion.mean_gain:+.4f} "
                 f"(95% CI {versus_champion.ci_low:+.4f} .. {versus_champion.ci_high:+.4f})"
@@ -257,8 +257,7 @@ def run_gate(
                 name="beats_baselines",
                 value=weakest,
                 threshold=config.confidence,
-                passed=not foreign
-                and all(r.n_rows > 0 and r.probability >= config.confidence for r in results.values()),
+                passed=not foreign and all(r.probability >= config.confidence for r in results.values()),
                 detail="; ".join(
                     f"vs {name}: gain {r.mean_gain:+.4f} over {r.n_rows} rows, P {r.probability:.3f}"
                     for name, r in results.items()
