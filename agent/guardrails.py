@@ -2,11 +2,11 @@
 
 | value                       | allowed                                  | out of range →                  |
 |-----------------------------|------------------------------------------|---------------------------------|
-| hparams.learning_rate       | 1e-5 .. 5e-3 (finite)                    | nearest bound (NaN → 2e-4)      |
+| hparams.learning_rate       | 1e-5 .. 5e-3                             | nearest bound (NaN → 2e-4)      |
 | hparams.lora_r              | one of 4, 8, 16, 32, 64                  | nearest rank (ties → lower)     |
 | hparams.lora_alpha          | 1 .. 4·r (r after clipping)              | nearest bound                   |
-| hparams.lora_dropout        | 0 .. 0.3                                 | nearest bound                   |
-| hparams.epochs              | 0.5 .. 4                                 | nearest bound                   |
+| hparams.lora_dropout        | 0 .. 0.3                                 | nearest bound (NaN → 0.05)      |
+| hparams.epochs              | 0.5 .. 4                                 | nearest bound (NaN → 1)         |
 | hparams.batch_size          | 1 .. 32                                  | nearest bound                   |
 | hparams.grad_accum          | 1 .. 8                                   | nearest bound                   |
 | augmentation.teacher_pairs  | 0 .. what the teacher can write (capacity)| nearest bound                  |
@@ -44,7 +44,6 @@ HPARAM_BOUNDS: dict[str, Bounds] = {
 LORA_RANKS: tuple[int, ...] = (4, 8, 16, 32, 64)
 LORA_ALPHA_MAX_FACTOR = 4
 MAX_FOCUS_DIMS = 3
-NON_FINITE_LEARNING_RATE_REPLACEMENT = 2e-4
 
 
 def describe_ranges(capacity: Capacity) -> dict[str, str]:
@@ -60,9 +59,10 @@ def describe_ranges(capacity: Capacity) -> dict[str, str]:
 
 
 def _clip(name: str, value: float, bounds: Bounds, clipped: list[str]) -> float:
-    if math.isnan(value) and name == "learning_rate":
-        clipped.append(f"{name} {value} -> {NON_FINITE_LEARNING_RATE_REPLACEMENT:g} (not a finite number)")
-        return NON_FINITE_LEARNING_RATE_REPLACEMENT
+    if math.isnan(value):  # NaN compares false with both bounds: it would pass through
+        default = HParams.model_fields[name].default
+        clipped.append(f"{name} {value} -> {default:g} (not a finite number)")
+        return default
     bounded = min(max(value, bounds.low), bounds.high)
     if bounded != value:
         clipped.append(f"{name} {value:g} -> {bounded:g} (allowed {bounds.low:g} .. {bounds.high:g})")
