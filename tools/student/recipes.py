@@ -88,7 +88,9 @@ class Pruner:
         if gains.size == 0:
             return None
         result = paired_bootstrap(gains, samples=self.samples, seed=self.seed)
-        if result.probability > 1 - self.confidence:
+        # P(worse) = P(mean gain < 0), on the same resamples: an exact tie (common on rounded errors) is not worse.
+        worse = paired_bootstrap(-gains, samples=self.samples, seed=self.seed).probability
+        if worse < self.confidence:
             return None
         return (
             f"pruned after fold {fold + 1}: out-of-fold gain vs the champion {result.mean_gain:+.3f} "

@@ -1,0 +1,103 @@
+"""Resume state of a cycle (which stages finished) and the single-run lock's edges."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from loop.state import STAGES, CycleState, LoopLocked, RunLock
+
+
+def test_a_new_cycle_starts_at_the_first_stage(tmp_path):
+    state = CycleState.load_or_new(tmp_path, 4)
+    assert (state.cycle, state.completed, state.finished_at, state.resumed) == (4, [], None, 0)
+    assert state.started_at and state.next_stage() == "snapshot"
+    assert not (tmp_path / "state.json").exists()  # nothing written until a stage finishes
+
+
+def test_each_finished_stage_is_saved_once_and_the_next_is_the_first_unfinished(tmp_path):
+    state = CycleState.load_or_new(tmp_path, 4)
+    state.mark_done("snapshot", tmp_path)
+    state.mark_done("snapshot", tmp_path)
+    state.mark_done("plan", tmp_path)
+    again = CycleState.load_or_new(tmp_path, 4)
+    assert again == state
+    assert again.completed == ["snapshot", "plan"]
+    assert again.next_stage() == "diagnose"
+    assert json.loads((tmp_path / "state.json").read_text())["completed"] == ["snapshot", "plan"]
+
+
+def test_the_cycle_is_finished_only_when_its_last_stage_is(tmp_path):
+    state = CycleState.load_or_new(tmp_path, 1)
+    for stage in STAGES[:-1]:
+        state.mark_done(stage, tmp_path)
+        assert state.finished_at is None
+    assert state.next_stage() == STAGES[-1] == "log"
+    state.mark_done("log", tmp_path)
+    assert state.next_stage() is None
+    assert CycleState.load_or_new(tmp_path, 1).finished_at == state.finished_at is not None
+
+
+def test_a_saved_state_is_read_back_whatever_cycle_is_asked(tmp_path):
+    CycleState(cycle=2, started_at="then", completed=["snapshot"], resumed=3).save(tmp_path)
+    loaded = CycleState.load_or_new(tmp_path, 9)
+    assert (loaded.cycle, loaded.started_at, loaded.completed, loaded.resumed) == (2, "then", ["snapshot"], 3)
+
+
+def test_releasing_the_lock_removes_its_files_and_a_second_release_is_harmless(tmp_path):
+    lock = tmp_path / "loop" / ".lock"
+    held = RunLock(lock)
+    held.__exit__()  # never entered: nothing to release
+    with held:
+        assert lock.read_text() == str(os.getpid())
+        assert json.loads(RunLock.token_path(lock).read_text()) == {"pid": os.getpid(), "token": held.token}
+    assert not lock.exists() and not RunLock.token_path(lock).exists()
+    assert held.token is None
+    held.__exit__()
+    assert RunLock.token_path(lock) == tmp_path / "loop" / ".lock.token"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        "[1, 2]",
+        json.dumps({"pid": 0, "token": "abc"}),
+        json.dumps({"token": "abc"}),
+        json.dumps({"pid": os.getpid(), "token": 5}),
+    ],
+)
+def test_a_token_file_that_names_no_live_holder_and_string_token_is_no_token(tmp_path, content):
+    lock = tmp_path / ".lock"
+    RunLock.token_path(lock).write_text(content)
+    assert RunLock.current_token(lock) is None
+
+
+def test_a_token_file_of_a_live_holder_is_its_token(tmp_path):
+    lock = tmp_path / ".lock"
+    RunLock.token_path(lock).write_text(json.dumps({"pid": os.getpid(), "token": "abc"}))
+    assert RunLock.current_token(lock) == "abc"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    RunLock.token_path(lock).write_text(json.dumps({"pid": int(dead.stdout), "token": "abc"}))
+    assert RunLock.current_token(lock) is None
+
+
+def test_a_holder_that_has_not_written_its_pid_yet_is_named_unknown(tmp_path):
+    lock = tmp_path / ".lock"
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(
+            LoopLocked, match=r"^another kotone-loop run \(pid unknown\) is using .*; wait for it"
+        ):
+            RunLock(lock).__enter__()
+    finally:
+        os.close(fd)
+    assert not RunLock.token_path(lock).exists()
