@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 import time
 
+import numpy as np
 import pytest
 
 from tools.core.contracts import AugmentationSpec
 from tools.core.schema import ParamVector, SourceType, TrainingRow
 from tools.data.dataset import load_dataset
-from tools.data.filters import REASONS, filter_augmented
+from tools.data.filters import REASONS, FilterConfig, ShingleIndex, count_leaks, filter_augmented, jaccard
 from tools.data.replay import paraphrase
 from tools.data.teacher import OfflineTeacher
 
@@ -120,3 +121,41 @@ def test_a_thousand_candidates_against_the_shipped_splits_take_under_five_second
     assert elapsed < 5.0, f"{elapsed:.2f}s"
     assert report.elapsed_s <= elapsed and report.leaked_against_protected == 0
     assert report.n_kept == len(kept) == 1000 - sum(report.dropped.values())
+
+
+def test_the_recheck_counts_every_kept_row_that_leaks_whatever_the_kind(shipped):
+    protected = {"valid": shipped.valid, "test": shipped.test}
+    config = FilterConfig()
+    index = ShingleIndex(
+        [r.request_text for split in (shipped.train, *protected.values()) for r in split], 0.2
+    )
+    valid_row, test_row = first_request(shipped.valid), first_request(shipped.test)
+    leaks = {
+        "exact": row(valid_row.request_text.upper()),
+        "near": row(one_word_changed(test_row.request_text)),
+        "same content": row(paraphrase(valid_row.request_text, random.Random(3))),
+    }
+    clean = row("Bouncy ukulele tune for a beach volleyball minigame, sunny and silly.")
+    for kind, leak in leaks.items():
+        assert count_leaks([clean, leak], protected, index, config) == 1, kind
+    assert count_leaks([clean, *leaks.values()], protected, index, config) == 3
+    assert count_leaks([clean], protected, index, config) == 0
+    assert count_leaks([], protected, index, config) == 0
+    assert count_leaks([clean, leaks["exact"]], {"valid": shipped.valid, "test": []}, index, config) == 1
+
+
+def test_a_similarity_exactly_at_the_threshold_is_a_near_duplicate(shipped):
+    test_row = first_request(shipped.test)
+    near = row(one_word_changed(test_row.request_text))
+    protected = {"test": shipped.test}
+    index = ShingleIndex([r.request_text for r in [*shipped.train, *shipped.test]], 0.2)
+    similarity = float(
+        jaccard(index.matrix([near.request_text]), index.matrix([test_row.request_text]))[0, 0]
+    )
+    assert 0.7 < similarity < 1
+    at = FilterConfig(near_dup_threshold=similarity)
+    above = FilterConfig(near_dup_threshold=float(np.nextafter(np.float32(similarity), np.float32(1))))
+    assert count_leaks([near], protected, index, at) == 1
+    assert count_leaks([near], protected, index, above) == 0
+    _, report = filter_augmented([near], train=shipped.train, protected=protected, config=at)
+    assert report.dropped["protected_near"] == 1

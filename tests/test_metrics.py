@@ -68,3 +68,86 @@ def test_slices_by_source_type():
     report = build_report(results, predictor="m", decoder="d", dataset="x", data_hash="h")
     assert report.by_source_type["rule_prompt"].vector_mae == 0.0
     assert report.by_source_type["request_text"].vector_mae == 2.0
+
+
+def _report(rows, preds, **kw):
+    results = [score_row(i, r, p, "model") for i, (r, p) in enumerate(zip(rows, preds, strict=True))]
+    return build_report(results, predictor="m", decoder="d", dataset="x", data_hash="h", **kw)
+
+
+def test_r2_compares_each_dim_with_its_own_mean():
+    rows = [_row([1, 9, 5, 5, 5, 5]), _row([3, 7, 5, 5, 5, 6])]
+    report = _report(rows, [_pred([2.0, 8.0, 5, 5, 5, 5]), _pred([2.0, 8.0, 5, 5, 5, 5])])
+    # SST: energy (1-2)^2+(3-2)^2 = 2, warmth 2, nostalgia 0.5 -> 4.5; SSE: 1+1+1+1+0+1 = 5
+    assert report.r2 == pytest.approx(1 - 5 / 4.5)
+
+
+def test_r2_is_undefined_only_when_every_target_is_the_same():
+    same = [_row([5] * 6), _row([5] * 6)]
+    assert _report(same, [_pred([5.0] * 6), _pred([6.0] * 6)]).r2 is None
+    one_dim_apart = [_row([5] * 6), _row([6, 5, 5, 5, 5, 5])]  # SST 0.5
+    assert _report(one_dim_apart, [_pred([5.0] * 6), _pred([6.0, 5, 5, 5, 5, 5])]).r2 == 1.0
+
+
+def test_row_errors_are_kept_to_six_decimals_and_the_raw_output_is_kept():
+    result = score_row(0, _row([5] * 6), _pred([5.1234567] * 6, raw_output='{"energy": 5}'), "model")
+    assert result.abs_error == [0.123457] * 6
+    assert result.raw_output == '{"energy": 5}' and result.mae == pytest.approx(0.123457)
+
+
+def test_rounded_predictions_are_clipped_to_the_scale():
+    rows = [_row([0, 1, 10, 9, 5, 5])]
+    result = score_row(0, rows[0], _pred([-0.7, 0.4, 10.6, 9.6, 5, 5]), "model")
+    # rint: -1 -> 0 (clipped), 0, 11 -> 10 (clipped), 10
+    assert result.abs_error_rounded == [0.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    assert result.abs_error == pytest.approx([0.7, 0.6, 0.6, 0.6, 0.0, 0.0])
+
+
+def test_top_failures_are_the_worst_scored_rows_and_invalid_rows_fill_the_places_left():
+    rows = [_row([5] * 6) for _ in range(5)]
+    preds = [
+        _pred([6.0] * 6),
+        Prediction(values=None, json_valid=False, parse_error="first"),
+        _pred([9.0] * 6),
+        Prediction(values=None, json_valid=False, parse_error="second"),
+        _pred([7.0] * 6),
+    ]
+    top = {k: [r.index for r in _report(rows, preds, top_k=k).top_failures] for k in (2, 3, 4, 5)}
+    assert top == {2: [2, 4], 3: [2, 4, 0], 4: [1, 2, 4, 0], 5: [1, 3, 2, 4, 0]}
+    many = [_row([5] * 6) for _ in range(12)]
+    assert len(_report(many, [_pred([6.0] * 6)] * 12).top_failures) == 10
+
+
+def test_an_empty_evaluation_has_zero_rates_and_no_scores():
+    report = build_report([], predictor="m", decoder="d", dataset="x", data_hash="h")
+    assert (report.n_rows, report.n_scored, report.json_valid_rate, report.fallback_rate) == (0, 0, 0.0, 0.0)
+    assert (report.vector_mae, report.mse_norm, report.r2) == (None, None, None)
+    assert (report.p50_latency_ms, report.p95_latency_ms) == (0.0, 0.0)
+    assert report.by_source_type == {} and report.top_failures == []
+
+
+def test_latency_percentiles_interpolate_between_requests():
+    rows = [_row([5] * 6) for _ in range(21)]
+    report = _report(rows, [_pred([5.0] * 6, latency_ms=5.0 * i) for i in range(21)])
+    assert (report.p50_latency_ms, report.p95_latency_ms) == (50.0, 95.0)
+
+
+def test_a_slice_with_no_scored_rows_has_no_figures():
+    rows = [_row([5] * 6, SourceType.rule_prompt), _row([5] * 6, SourceType.request_text)]
+    report = _report(rows, [_pred([5.0] * 6), Prediction(values=None, json_valid=False)])
+    empty = report.by_source_type["request_text"]
+    assert (empty.n_scored, empty.vector_mae, empty.vector_mae_rounded, empty.per_dim_mae) == (
+        0,
+        None,
+        None,
+        {},
+    )
+    assert report.by_source_type["rule_prompt"].n_scored == 1
+
+
+def test_the_headline_shows_raw_rounded_validity_and_latency():
+    rows = [_row([5] * 6), _row([7] * 6)]
+    report = _report(rows, [_pred([5.4] * 6, latency_ms=10), _pred([6.0] * 6, latency_ms=30)])
+    assert report.headline() == f"{'m':<32} {'d':<11} mae 0.700  rounded 0.500  valid 1.00  p95 29 ms"
+    unscored = build_report([], predictor="m", decoder="d", dataset="x", data_hash="h")
+    assert "mae   n/a  rounded   n/a  valid 0.00" in unscored.headline()

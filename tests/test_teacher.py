@@ -332,3 +332,13 @@ def test_replay_copies_pass_the_filters_against_train_but_never_leak(shipped):
     assert report.leaked_against_protected == 0
     assert report.dropped["train_near"] == 0 and report.dropped["batch_near"] == 0
     assert len(kept) + report.dropped["protected_near"] + report.dropped["protected_same_content"] == 45
+
+
+def test_replay_never_produces_the_text_of_a_protected_row(shipped):
+    """The paraphrases replay would write are made protected rows: it must find other wordings or none."""
+    failures = shipped.train[:4]
+    unprotected = hard_case_replay(failures, 8, seed=6, protected={})
+    protected = {"valid": unprotected}
+    copies = hard_case_replay(failures, 8, seed=6, protected=protected)
+    protected_texts = {normalise_text(r.request_text) for r in unprotected}
+    assert copies and not protected_texts & {normalise_text(c.request_text) for c in copies}

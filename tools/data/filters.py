@@ -252,7 +252,7 @@ def filter_augmented(
             kept_index.append(i)
             kept_norm.add(norm)
 
-    leaked = _count_leaks(kept, protected, index, config)
+    leaked = count_leaks(kept, protected, index, config)
     return kept, FilterReport(
         n_candidates=len(candidates),
         n_kept=len(kept),
@@ -278,7 +278,7 @@ def _content_index(protected: Mapping[str, Sequence[TrainingRow]]) -> dict[tuple
     return keys
 
 
-def _count_leaks(
+def count_leaks(
     kept: Sequence[TrainingRow],
     protected: Mapping[str, Sequence[TrainingRow]],
     index: ShingleIndex,
