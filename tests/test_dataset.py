@@ -63,7 +63,7 @@ def test_reads_the_kotone_ft_format(tmp_path):
         ),
         (GOOD | {"source_type": "tweet"}, "source_type"),
         (GOOD | {"request_text": ""}, "request_text"),
-        ([1, 2], "expected a JSON object"),
+        ([1, 2], "expected a JSON object, got list"),
     ],
 )
 def test_a_malformed_row_names_file_and_line(tmp_path, bad, message):
@@ -272,6 +272,20 @@ def test_the_flat_project_format_and_its_origin_are_read(tmp_path):
             "request_text: Value error, request_text is blank (only whitespace)",
         ),
         (GOOD | {"source_type": "tweet"}, "source_type: Input should be 'rule_prompt' or 'request_text'"),
+        (
+            {k: v for k, v in GOOD.items() if k != "request_text"},
+            "request_text: String should have at least 1 character",
+        ),
+        (
+            {k: v for k, v in GOOD.items() if k != "source_type"},
+            "source_type: Input should be 'rule_prompt' or 'request_text'",
+        ),
+        ({"request_text": "x", "source_type": "request_text", "target": 5}, "target is not an object"),
+        ({"request_text": "x", "source_type": "request_text", "target": None}, "target is not an object"),
+        (
+            {"request_text": "x", "source_type": "request_text", "target": "energy warmth"},
+            "target is not an object",
+        ),
     ],
 )
 def test_each_malformed_row_gets_one_line_naming_the_problem(tmp_path, bad, message):
@@ -309,8 +323,10 @@ def test_text_keys_and_data_hashes_identify_content():
 
 
 def test_rows_are_written_with_their_origin_and_chat_messages(tmp_path):
+    from tools.core.prompting import render_system_prompt
+
     row = TrainingRow(
-        request_text="tune",
+        request_text="a café tune",
         source_type=SourceType.rule_prompt,
         target=ParamVector.from_list([1] * 6),
         origin="replay:abc",
@@ -318,6 +334,54 @@ def test_rows_are_written_with_their_origin_and_chat_messages(tmp_path):
     write_jsonl(tmp_path / "rows.jsonl", [row])
     record = json.loads((tmp_path / "rows.jsonl").read_text())
     assert record["origin"] == "replay:abc" and record["source_type"] == "rule_prompt"
-    assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"]
-    assert record["messages"][1]["content"] == "tune"
+    assert record["messages"] == [
+        {"role": "system", "content": render_system_prompt()},
+        {"role": "user", "content": "a café tune"},
+        {"role": "assistant", "content": row.target.to_json()},
+    ]
+    assert "a café tune" in (tmp_path / "rows.jsonl").read_text(
+        encoding="utf-8"
+    )  # written as text, not escaped
     assert load_jsonl(tmp_path / "rows.jsonl") == [row]
+
+
+def test_a_leak_message_quotes_the_first_80_characters(tmp_path):
+    long_text = "a long request " + "x" * 100
+    _write(tmp_path / "train.jsonl", [GOOD | {"request_text": long_text}])
+    _write(tmp_path / "valid.jsonl", [GOOD | {"request_text": long_text}])
+    with pytest.raises(SplitLeakError) as error:
+        load_dir(tmp_path)
+    assert str(error.value).endswith(f": {long_text[:80]!r}")
+
+
+def test_load_dataset_names_each_source(tmp_path, monkeypatch):
+    from tools.data import dataset
+
+    for name in ("shipped", "real", "folder"):
+        (tmp_path / name).mkdir()
+        _write(tmp_path / name / "train.jsonl", [GOOD | {"request_text": f"{name} train"}])
+        _write(tmp_path / name / "valid.jsonl", [GOOD | {"request_text": f"{name} valid"}])
+    monkeypatch.setattr(dataset, "SHIPPED_DATA_DIR", tmp_path / "shipped")
+    monkeypatch.setattr(dataset, "REAL_DATA_DIR", tmp_path / "real")
+    loaded = {spec: dataset.load_dataset(spec) for spec in ("shipped", "real", str(tmp_path / "folder"))}
+    assert {spec: (d.name, d.train[0].request_text) for spec, d in loaded.items()} == {
+        "shipped": ("kotone-shipped", "shipped train"),
+        "real": ("kotone-ft", "real train"),
+        str(tmp_path / "folder"): ("folder", "folder train"),
+    }
+
+
+def test_hub_without_an_id_reads_the_published_dataset_at_the_revision_asked(tmp_path, monkeypatch):
+    from tools.data.dataset import HUB_DATASET_ID, load_dataset, load_hub
+
+    asked = _hub_snapshot(
+        tmp_path,
+        monkeypatch,
+        {
+            "ft_request_param_train.jsonl": [GOOD],
+            "ft_request_param_valid.jsonl": [GOOD | {"request_text": "v"}],
+        },
+    )
+    assert load_dataset("hub").name == HUB_DATASET_ID and asked["repo_id"] == HUB_DATASET_ID
+    load_hub("someone/x", revision="abc123")
+    assert asked["revision"] == "abc123"

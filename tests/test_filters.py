@@ -159,3 +159,109 @@ def test_a_similarity_exactly_at_the_threshold_is_a_near_duplicate(shipped):
     assert count_leaks([near], protected, index, above) == 0
     _, report = filter_augmented([near], train=shipped.train, protected=protected, config=at)
     assert report.dropped["protected_near"] == 1
+
+
+def test_shingles_are_the_character_5_grams_of_the_normalised_text_padded_with_spaces():
+    from tools.data.filters import _shingles
+
+    assert _shingles("A calm!") == {" a ca", "a cal", " calm", "calm "}
+    assert _shingles("ab") == {" ab "}  # shorter than a shingle: the whole padded text
+
+
+def test_boilerplate_is_what_more_than_the_allowed_share_of_references_contain():
+    index = ShingleIndex(["abcd", "abcd", "wxyz", "qrst"], boilerplate_df=0.5)  # limit: 2 of 4 rows
+    assert " abcd" in index.vocabulary and " wxyz" in index.vocabulary
+    assert " abcd" not in ShingleIndex(["abcd", "abcd", "abcd", "qrst"], boilerplate_df=0.5).vocabulary
+
+
+def test_jaccard_is_one_for_equal_sets_and_zero_when_both_are_empty():
+    index = ShingleIndex(["abc", "xyz"], boilerplate_df=1.0)
+    one_shingle = index.matrix(["abc"])  # {" abc "}
+    nothing = index.matrix(["unrelated text"])
+    assert jaccard(one_shingle, one_shingle).tolist() == [[1.0]]
+    assert jaccard(nothing, nothing).tolist() == [[0.0]]
+    assert jaccard(one_shingle, index.matrix(["xyz"])).tolist() == [[0.0]]
+
+
+def test_a_decimal_number_is_not_a_target_value_but_a_whole_one_written_with_a_comma_is(shipped):
+    candidates = [
+        row("Keep the warmth near 4,5 and the groove slow for the tea house.", target=[4, 6, 3, 7, 2, 8]),
+        row("Keep the warmth near 4,0 and the groove slow for the tea house.", target=[4, 6, 3, 7, 2, 8]),
+    ]
+    kept, report = filter_augmented(candidates, train=shipped.train, protected={})
+    assert [r.request_text for r in kept] == [candidates[0].request_text]
+    assert report.dropped["numeric_leak"] == 1
+
+
+def test_raw_records_are_parsed_and_a_bad_one_is_dropped_naming_it(shipped):
+    good = {
+        "request_text": "A bright marimba jingle for a seaside fish market at dawn.",
+        "source_type": "request_text",
+        "target": dict.fromkeys(
+            ("energy", "warmth", "brightness", "acousticness", "complexity", "nostalgia"), 5
+        ),
+    }
+    bad = good | {"target": good["target"] | {"nostalgia": 11}}
+    kept, report = filter_augmented([good, bad], train=shipped.train, protected={})
+    assert [r.request_text for r in kept] == [good["request_text"]]
+    assert report.examples["schema_range"] == [
+        "candidate 1: nostalgia: Input should be less than or equal to 10"
+    ]
+
+
+def test_length_bounds_are_inclusive_and_need_enough_words(shipped):
+    sentence = "A gentle harp melody for the quiet reading room of the old lighthouse library. "
+    at_max = (sentence * 11)[:799] + "."
+    candidates = [
+        row("a calm cozy mix"),  # 15 characters, 4 words
+        row(at_max),
+        row(at_max + "x"),  # 801 characters
+        row("Extremely soothing lullabies"),  # long enough, 3 words
+    ]
+    assert (len(candidates[0].request_text), len(at_max)) == (15, 800)
+    kept, report = filter_augmented(
+        candidates, train=[], protected={}, config=FilterConfig(near_dup_threshold=1.1)
+    )
+    assert [r.request_text for r in kept] == [candidates[0].request_text, at_max]
+    assert report.dropped["length"] == 2
+    assert [len(e) for e in report.examples["length"]] == [160, len("Extremely soothing lullabies")]
+
+
+def test_drops_are_counted_per_protected_split_with_three_examples_at_most(shipped):
+    valid_rows = [r for r in shipped.valid if r.source_type is SourceType.request_text][:4]
+    candidates = [row(r.request_text.upper()) for r in valid_rows]
+    _, report = filter_augmented(
+        candidates, train=shipped.train, protected={"valid": shipped.valid, "test": []}
+    )
+    assert report.dropped["protected_exact"] == 4
+    assert report.dropped_against["protected_exact"] == {"valid": 4}
+    assert report.examples["protected_exact"] == [c.request_text[:160] for c in candidates[:3]]
+    assert report.protected_rows == {"valid": len(shipped.valid), "test": 0}
+
+
+def test_same_content_drops_name_the_protected_split(shipped):
+    valid_row = first_request(shipped.valid)
+    candidate = row(paraphrase(valid_row.request_text, random.Random(3)))
+    _, report = filter_augmented([candidate], train=shipped.train, protected={"valid": shipped.valid})
+    assert report.dropped_against["protected_same_content"] == {"valid": 1}
+    assert report.examples["protected_same_content"] == [candidate.request_text[:160]]
+
+
+def test_a_batch_similarity_exactly_at_the_threshold_is_a_near_duplicate(shipped):
+    first = row("A gentle accordion waltz for a snowy mountain village square, played slowly.")
+    second = row("A gentle accordion waltz for a snowy mountain village square, played gently.")
+    index = ShingleIndex([r.request_text for r in shipped.train], 0.2)
+    similarity = float(jaccard(*(index.matrix([r.request_text]) for r in (first, second)))[0, 0])
+    assert 0.5 < similarity < 1
+    kept, report = filter_augmented(
+        [first, second], train=shipped.train, protected={}, config=FilterConfig(near_dup_threshold=similarity)
+    )
+    assert kept == [first] and report.dropped["batch_near"] == 1
+
+
+def test_the_report_times_the_filtering(shipped):
+    started = time.perf_counter()
+    _, report = filter_augmented(
+        [row("A cheerful banjo tune for a county fair.")], train=shipped.train, protected={}
+    )
+    assert 0 < report.elapsed_s <= time.perf_counter() - started + 1e-4

@@ -54,6 +54,8 @@ def parse_record(record: object, where: str) -> TrainingRow:
                 raise DatasetError(f"{where}: target_hidden_params.vector is missing or not an object")
         elif "target" in record:
             vector = record["target"]
+            if not isinstance(vector, dict):
+                raise DatasetError(f"{where}: target is not an object")
         else:
             raise DatasetError(f"{where}: no target (expected target_hidden_params.vector or target)")
         missing = [d for d in DIMS if d not in vector]
@@ -72,10 +74,6 @@ def parse_record(record: object, where: str) -> TrainingRow:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         raise DatasetError(f"{where}: {loc}: {first['msg']}") from None
-    except ValueError as exc:
-        if isinstance(exc, DatasetError):
-            raise
-        raise DatasetError(f"{where}: {exc}") from None
 
 
 def load_jsonl(path: str | os.PathLike[str]) -> list[TrainingRow]:
