@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from tools.core.paths import PROJECT_ROOT
+from tools.core.atomic import atomic_write_text
+from tools.core.paths import PROJECT_ROOT, artifacts_dir
 
 # Passed to every worker: the project's code, where artifacts live, and the process settings (tracking,
 # caches); never secrets beyond what the task needs.
@@ -47,7 +49,11 @@ def ensure_ray(address: str | None, num_cpus: int | None) -> None:
     runtime_env = {"env_vars": worker_environment()}
     if target:
         ray.init(address=target, runtime_env=runtime_env, log_to_driver=False)
-    else:
+        return
+    real_home = os.environ.get("HOME", str(Path.home()))
+    runtime_env["env_vars"]["HOME"] = real_home  # the workers' own home, caches included
+    os.environ["HOME"] = str(_head_home())
+    try:
         ray.init(
             address="local",  # a fresh instance of our own, never a cluster some other run left on the machine
             num_cpus=num_cpus or os.cpu_count() or 1,
@@ -55,6 +61,19 @@ def ensure_ray(address: str | None, num_cpus: int | None) -> None:
             log_to_driver=False,
             runtime_env=runtime_env,
         )
+    finally:
+        os.environ["HOME"] = real_home
+
+
+def _head_home() -> Path:
+    """A home for the local instance's head processes. Ray's API server looks for a cluster config in
+    $HOME/ray_bootstrap_config.yaml and, without one, asks cloud metadata services (169.254.169.254,
+    metadata.google.internal) which cloud it runs on, usage stats or not. Offline means no such attempt:
+    this home holds a config that says the cluster is local."""
+    home = artifacts_dir() / "ray" / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(home / "ray_bootstrap_config.yaml", "provider:\n  type: local\n")
+    return home
 
 
 def _with_threads(function: Callable[..., Any], threads: int) -> Callable[..., Any]:

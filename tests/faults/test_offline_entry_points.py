@@ -224,11 +224,6 @@ def traced_loop(tmp_path_factory, tiny_base_model) -> TracedLoop:
 
 @needs_strace
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ray's dashboard process asks the cloud metadata service (169.254.169.254, Azure then AWS; "
-    "metadata.google.internal) on every local ray.init, usage stats disabled or not (loop/parallel.py)",
-)
 def test_a_loop_cycle_makes_no_network_attempt(traced_loop):
     assert traced_loop.returncode == 0, traced_loop.output
     assert traced_loop.remote_connects == [], traced_loop.remote_connects[:5]
