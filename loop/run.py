@@ -298,7 +298,7 @@ def _record_stop(cycle: int, status: str, error: BaseException | str) -> None:
         CycleHistoryEntry(
             cycle=cycle,
             status=status,  # type: ignore[arg-type]
-            description=f"{status} after {last}: {str(error)[:200]}",
+            description=f"{status} after {last}: {str(error)[:500]}",
             started_at=state.started_at,
             finished_at=now_iso(),
         )

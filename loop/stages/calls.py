@@ -18,5 +18,6 @@ async def act(session: Any, stage: str, tool: str, arguments: dict[str, Any]) ->
     log.info("[%s] tools/call %s %s", stage, tool, json.dumps(arguments))
     record = await session.call_tool(tool, arguments)
     if record.is_error:
-        raise StageFailed(f"stage {stage}: tool {record.name} failed: {record.error}")
+        cause = str(record.error).removeprefix(f"Error executing tool {record.name}: ")
+        raise StageFailed(f"stage {stage} ({record.name}): {cause}")
     return record.result

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tools.core.redaction import register_secret
+
 TOKEN_ENV = "KOTONE_MCP_HTTP_TOKEN"
 
 Scope = dict[str, Any]
@@ -27,6 +29,7 @@ def http_token() -> str:
     if token:
         return token
     token = secrets.token_urlsafe(24)
+    register_secret(token)  # masked in every artifact and reply, like the keys
     print(
         f"kotone MCP server: bearer token {token} (set {TOKEN_ENV} to choose it)", file=sys.stderr, flush=True
     )
