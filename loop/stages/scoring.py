@@ -63,6 +63,7 @@ def evaluate_student(
     dataset: str,
     config: LoopConfig,
     decoder: str | None = None,
+    latency_repeats: int | None = None,
 ) -> EvalReport:
     """A student on `rows`; the latency figures are single requests, not batch shares."""
     decoder = decoder or student.default_decoder(config.decoder)
@@ -74,7 +75,8 @@ def evaluate_student(
         dataset=dataset,
         batch_size=config.eval_batch_size,
     )
-    latency = single_request_latency(student, decoder, rows, config.latency_requests, config.latency_repeats)
+    repeats = latency_repeats or config.latency_repeats
+    latency = single_request_latency(student, decoder, rows, config.latency_requests, repeats)
     return report.model_copy(update=latency)
 
 
