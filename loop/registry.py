@@ -72,7 +72,7 @@ def register_candidate(
         stored = entry / "student"
         if stored.exists():
             shutil.rmtree(stored)
-        shutil.copytree(student_dir, stored, ignore=shutil.ignore_patterns("checkpoint*", "checkpoints"))
+        shutil.copytree(student_dir, stored, ignore=shutil.ignore_patterns("checkpoint*"))
     atomic_write_json(entry / EVAL_FILE, report)
     record = ChampionRecord(
         cycle=cycle,

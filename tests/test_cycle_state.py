@@ -7,10 +7,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from datetime import datetime
 
 import pytest
 
-from loop.state import STAGES, CycleState, LoopLocked, RunLock
+from loop.state import STAGES, CycleState, LoopLocked, RunLock, now_iso
 
 
 def test_a_new_cycle_starts_at_the_first_stage(tmp_path):
@@ -101,3 +104,79 @@ def test_a_holder_that_has_not_written_its_pid_yet_is_named_unknown(tmp_path):
     finally:
         os.close(fd)
     assert not RunLock.token_path(lock).exists()
+
+
+def test_times_are_utc_to_the_second():
+    stamp = now_iso()
+    assert stamp.endswith("+00:00") and datetime.fromisoformat(stamp).microsecond == 0
+
+
+def test_the_lock_file_is_created_with_its_folders_readable_and_the_token_is_128_bits(tmp_path):
+    lock = tmp_path / "artifacts" / "loop" / ".lock"
+    held = RunLock(lock)
+    assert held.token is None
+    with held:
+        assert (lock.stat().st_mode & 0o777) == 0o644
+        assert len(held.token) == 32 and int(held.token, 16) >= 0
+
+
+def test_a_release_after_the_lock_files_were_removed_is_clean(tmp_path):
+    lock = tmp_path / ".lock"
+    with RunLock(lock):
+        lock.unlink()
+        RunLock.token_path(lock).unlink()
+    assert not lock.exists()
+
+
+def test_the_holders_pid_is_waited_for_briefly_then_named(tmp_path):
+    lock = tmp_path / ".lock"
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        threading.Timer(0.1, lambda: os.write(fd, b"4242")).start()
+        started = time.monotonic()
+        with pytest.raises(LoopLocked, match=r"\(pid 4242\)"):
+            RunLock(lock).__enter__()
+        assert time.monotonic() - started < 0.6
+    finally:
+        os.close(fd)
+
+
+def test_a_holder_that_never_writes_its_pid_is_named_unknown_after_about_a_second(tmp_path):
+    lock = tmp_path / ".lock"
+    assert RunLock(tmp_path / "missing")._holder_waiting(wait_s=0.05) == "unknown"
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        started = time.monotonic()
+        with pytest.raises(LoopLocked, match=r"\(pid unknown\)"):
+            RunLock(lock).__enter__()
+        assert 0.9 <= time.monotonic() - started < 1.9
+    finally:
+        os.close(fd)
+
+
+def test_asking_for_the_token_does_not_disturb_a_live_holder(tmp_path):
+    lock = tmp_path / ".lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        RunLock.token_path(lock).write_text(json.dumps({"pid": holder.pid, "token": "abc"}))
+        assert RunLock.current_token(lock) == "abc"
+        time.sleep(0.2)
+        assert holder.poll() is None
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_pid_1_and_a_process_of_another_user_count_as_live(tmp_path, monkeypatch):
+    lock = tmp_path / ".lock"
+    RunLock.token_path(lock).write_text(json.dumps({"pid": 1, "token": "in-a-container"}))
+    assert RunLock.current_token(lock) == "in-a-container"
+
+    def not_permitted(pid, signal):
+        raise PermissionError(pid)
+
+    monkeypatch.setattr(os, "kill", not_permitted)
+    RunLock.token_path(lock).write_text(json.dumps({"pid": 4242, "token": "other-user"}))
+    assert RunLock.current_token(lock) == "other-user"

@@ -265,3 +265,33 @@ def test_the_report_times_the_filtering(shipped):
         [row("A cheerful banjo tune for a county fair.")], train=shipped.train, protected={}
     )
     assert 0 < report.elapsed_s <= time.perf_counter() - started + 1e-4
+
+
+def test_the_language_check_allows_five_percent_non_ascii_and_needs_a_fifth_of_known_words():
+    from tools.data.filters import language_ok
+
+    config = FilterConfig()
+    assert language_ok("café a calm the tune", config)  # 1 non-ASCII character in 20: exactly 5%
+    assert not language_ok("cafés a calm thé tun", config)  # 2 in 20
+    assert language_ok("a zorb flink quazz blorpt", config)  # 1 known word in 5: exactly a fifth
+    assert not language_ok("a zorb flink quazz blorpt snee grolm vrask plimp trell", config)  # 1 in 10
+    assert not language_ok("!!! ???", config)  # no words at all
+
+
+def test_a_similarity_to_train_exactly_at_the_threshold_is_a_near_duplicate(shipped):
+    train_row = first_request(shipped.train)
+    near = row(one_word_changed(train_row.request_text))
+    index = ShingleIndex([r.request_text for r in shipped.train], 0.2)
+    similarity = float(
+        jaccard(index.matrix([near.request_text]), index.matrix([train_row.request_text]))[0, 0]
+    )
+    assert 0.5 < similarity < 1
+    _, report = filter_augmented(
+        [near], train=shipped.train, protected={}, config=FilterConfig(near_dup_threshold=similarity)
+    )
+    assert report.dropped["train_near"] == 1
+
+
+def test_a_shingle_in_every_one_of_few_references_is_boilerplate():
+    assert ShingleIndex(["abcd"], boilerplate_df=0.5).vocabulary == {}
+    assert ShingleIndex(["abcd"], boilerplate_df=1.0).vocabulary == {" abcd": 0, "abcd ": 1}

@@ -132,6 +132,14 @@ def test_buckets_are_kept_to_focus_dims_and_distinct_scale_values() -> None:
     )
     assert duplicates.augmentation.target_buckets == {"energy": [3]}
     assert lines == ["target_buckets[energy] [3, 3] -> [3] (distinct integers 0 .. 10)"]
+    out_of_range, lines = clip_lines(
+        candidate(augmentation=AugmentationSpec(target_buckets={"warmth": [2], "energy": [12, 5]}))
+    )
+    assert out_of_range.augmentation.target_buckets == {"energy": [5, 10]}
+    assert lines == [
+        "target_buckets[warmth] dropped (not a focus dim)",
+        "target_buckets[energy] [12, 5] -> [5, 10] (distinct integers 0 .. 10)",
+    ]
     unsorted, lines = clip_lines(candidate(augmentation=AugmentationSpec(target_buckets={"energy": [10, 0]})))
     assert unsorted.augmentation.target_buckets == {"energy": [0, 10]} and lines == []
 

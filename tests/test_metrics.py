@@ -114,6 +114,8 @@ def test_top_failures_are_the_worst_scored_rows_and_invalid_rows_fill_the_places
     ]
     top = {k: [r.index for r in _report(rows, preds, top_k=k).top_failures] for k in (2, 3, 4, 5)}
     assert top == {2: [2, 4], 3: [2, 4, 0], 4: [1, 2, 4, 0], 5: [1, 3, 2, 4, 0]}
+    exact_and_half_off = _report([_row([5] * 6)] * 2, [_pred([5.0] * 6), _pred([5.5] * 6)], top_k=1)
+    assert [r.index for r in exact_and_half_off.top_failures] == [1]
     many = [_row([5] * 6) for _ in range(12)]
     assert len(_report(many, [_pred([6.0] * 6)] * 12).top_failures) == 10
 

@@ -152,7 +152,9 @@ def test_an_unknown_candidate_is_a_clear_error():
         registered(3, "x")
     with pytest.raises(FileNotFoundError, match="cycle 3 has no registered candidate 'x'"):
         promote(3, "x")
-    with pytest.raises(FileNotFoundError, match="no champion yet: run cycle 0 first"):
+    with pytest.raises(
+        FileNotFoundError, match=r"^no champion yet: run cycle 0 first \(python -m loop.run --cycle 0\)$"
+    ):
         champion_report()
 
 

@@ -117,8 +117,7 @@ def jaccard(a: sparse.csr_matrix, b: sparse.csr_matrix) -> np.ndarray:
     inter = (a @ b.T).toarray()
     size_a = np.asarray(a.sum(axis=1)).reshape(-1, 1)
     size_b = np.asarray(b.sum(axis=1)).reshape(1, -1)
-    union = size_a + size_b - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return inter / np.maximum(size_a + size_b - inter, 1)  # both empty: 0 / 1
 
 
 @lru_cache(maxsize=1)
