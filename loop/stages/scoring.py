@@ -131,13 +131,15 @@ def log_valid(
 def log_cv(
     report: EvalReport | None, *, cycle: int, name: str, role: str, extra: dict[str, Any] | None = None
 ) -> str | None:
-    """The CV report as its own eval run (`role: cv`): what the planners read about a student."""
+    """The CV report as its own eval run (`role: cv`): what the planners read about a student. Its summary
+    covers every training row; its tables and Weave traces keep the worst rows (the ones planners read), not
+    hundreds of rows per candidate."""
     if report is None:
         return None
     from tools.tracking import log_evaluation
 
     return log_evaluation(
-        report,
+        report.model_copy(update={"rows": report.top_failures}),
         name=f"cycle{cycle}-{name}-cv",
         group=f"cycle_{cycle}",
         config={
