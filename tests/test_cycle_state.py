@@ -10,10 +10,23 @@ import sys
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from loop.state import STAGES, CycleState, LoopLocked, RunLock, now_iso
+
+
+@pytest.fixture
+def live_pid():
+    """A process of ours that stays alive (so no test hands its own pid, or pid 1, to code that signals it).
+    It restores the default action of SIGHUP (a run started under nohup ignores it)."""
+    code = "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_DFL); print('ready', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "ready"
+    yield holder
+    holder.kill()
+    holder.wait()
 
 
 def test_a_new_cycle_starts_at_the_first_stage(tmp_path):
@@ -72,23 +85,22 @@ def test_releasing_the_lock_removes_its_files_and_a_second_release_is_harmless(t
         "[1, 2]",
         json.dumps({"pid": 0, "token": "abc"}),
         json.dumps({"token": "abc"}),
-        json.dumps({"pid": os.getpid(), "token": 5}),
+        json.dumps({"pid": "LIVE", "token": 5}),
     ],
 )
-def test_a_token_file_that_names_no_live_holder_and_string_token_is_no_token(tmp_path, content):
+def test_a_token_file_that_names_no_live_holder_and_string_token_is_no_token(tmp_path, content, live_pid):
     lock = tmp_path / ".lock"
-    RunLock.token_path(lock).write_text(content)
+    RunLock.token_path(lock).write_text(content.replace('"LIVE"', str(live_pid.pid)))
     assert RunLock.current_token(lock) is None
 
 
-def test_a_token_file_of_a_live_holder_is_its_token(tmp_path):
+def test_a_token_file_of_a_live_holder_is_its_token(tmp_path, live_pid):
     lock = tmp_path / ".lock"
-    RunLock.token_path(lock).write_text(json.dumps({"pid": os.getpid(), "token": "abc"}))
+    RunLock.token_path(lock).write_text(json.dumps({"pid": live_pid.pid, "token": "abc"}))
     assert RunLock.current_token(lock) == "abc"
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
-    RunLock.token_path(lock).write_text(json.dumps({"pid": int(dead.stdout), "token": "abc"}))
+    # A pid no process can have (not one that exited: its number could be reused by anyone's process).
+    never = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    RunLock.token_path(lock).write_text(json.dumps({"pid": never, "token": "abc"}))
     assert RunLock.current_token(lock) is None
 
 
@@ -156,23 +168,21 @@ def test_a_holder_that_never_writes_its_pid_is_named_unknown_after_about_a_secon
         os.close(fd)
 
 
-def test_asking_for_the_token_does_not_disturb_a_live_holder(tmp_path):
+def test_asking_for_the_token_does_not_disturb_a_live_holder(tmp_path, live_pid):
     lock = tmp_path / ".lock"
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        RunLock.token_path(lock).write_text(json.dumps({"pid": holder.pid, "token": "abc"}))
-        assert RunLock.current_token(lock) == "abc"
-        time.sleep(0.2)
-        assert holder.poll() is None
-    finally:
-        holder.kill()
-        holder.wait()
+    RunLock.token_path(lock).write_text(json.dumps({"pid": live_pid.pid, "token": "abc"}))
+    assert RunLock.current_token(lock) == "abc"
+    time.sleep(0.2)
+    assert live_pid.poll() is None
 
 
 def test_pid_1_and_a_process_of_another_user_count_as_live(tmp_path, monkeypatch):
+    """os.kill is replaced: a test never signals pid 1 (the machine's init), even under mutation testing."""
     lock = tmp_path / ".lock"
+    asked = []
+    monkeypatch.setattr(os, "kill", lambda pid, signal: asked.append((pid, signal)))
     RunLock.token_path(lock).write_text(json.dumps({"pid": 1, "token": "in-a-container"}))
-    assert RunLock.current_token(lock) == "in-a-container"
+    assert RunLock.current_token(lock) == "in-a-container" and asked == [(1, 0)]
 
     def not_permitted(pid, signal):
         raise PermissionError(pid)
