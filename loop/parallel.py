@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from tools.core.atomic import atomic_write_text
-from tools.core.paths import PROJECT_ROOT, artifacts_dir
+from tools.core.paths import PROJECT_ROOT, artifacts_dir, cache_dir
 
 # Passed to every worker: the project's code, where artifacts live, and the process settings (tracking,
 # caches); never secrets beyond what the task needs.
@@ -51,7 +51,8 @@ def ensure_ray(address: str | None, num_cpus: int | None) -> None:
         ray.init(address=target, runtime_env=runtime_env, log_to_driver=False)
         return
     real_home = os.environ.get("HOME", str(Path.home()))
-    runtime_env["env_vars"]["HOME"] = real_home  # the workers' own home, caches included
+    # Workers share the head's home (Ray's auth token lives there); the model cache is named explicitly.
+    runtime_env["env_vars"]["KOTONE_CACHE"] = str(cache_dir())
     os.environ["HOME"] = str(_head_home())
     try:
         ray.init(

@@ -202,10 +202,21 @@ def test_kill_9_during_training_then_resume_keeps_finished_members_and_matches_a
     finished_member = (lm / "member_0" / "done.json").read_text()
     state = _json(artifacts / "loop" / "cycle_1" / "state.json")
     assert "train" not in state["completed"] and "augment" in state["completed"]
+    cycle1 = artifacts / "loop" / "cycle_1"
+    earlier = [
+        cycle1 / "plan.json",
+        cycle1 / "mcp_decision_input.json",
+        cycle1 / "candidates" / "stack" / "train.jsonl",
+        cycle1 / "candidates" / "stack" / "augment.json",
+        lm / "member_0" / "done.json",
+    ]
+    written = {path: path.stat().st_mtime_ns for path in earlier}
 
     resumed = _run(env, "--resume")  # the killed run's lock died with it
     assert "resuming after augment" in resumed.stdout
     assert (lm / "member_0" / "done.json").read_text() == finished_member
+    # Resume runs the stages that had not finished, and only those: earlier outputs are not rewritten.
+    assert {path: path.stat().st_mtime_ns for path in earlier} == written
     assert _predictions(artifacts, 1, "stack") == _predictions(one_cycle, 1, "stack")
     same_train = (artifacts / "loop" / "cycle_1" / "candidates" / "stack" / "train.jsonl").read_text()
     assert same_train == (one_cycle / "loop" / "cycle_1" / "candidates" / "stack" / "train.jsonl").read_text()
@@ -216,10 +227,9 @@ def test_sigterm_stops_the_run_within_seconds_records_it_and_resume_finishes(tmp
     artifacts = tmp_path / "artifacts"
     env = _env(artifacts, tiny_base_model)
     process = _start(env, "--cycles", "1")
-    _wait_for(
-        "loop/cycle_1/candidates/stack/student/components/lm/member_0/checkpoint.pt", artifacts, process
-    )
-    process.send_signal(signal.SIGTERM)
+    lm = artifacts / "loop" / "cycle_1" / "candidates" / "stack" / "student" / "components" / "lm"
+    _wait_for("member_0", lm, process)
+    process.send_signal(signal.SIGTERM)  # while the LM members train
     began = time.monotonic()
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and time.monotonic() - began < 30, stderr
@@ -380,6 +390,7 @@ def test_a_kill_anywhere_in_the_log_stage_then_resume_writes_the_same_bytes(
     from loop.stages.inputs import load_loop_config
     from loop.state import CycleState
 
+    monkeypatch.setattr(decide, "now_iso", lambda: "2026-11-30T12:00:00+00:00")  # the one clock read
     reference = _copy(one_cycle, tmp_path / "reference")
     faulty = _copy(one_cycle, tmp_path / "faulty")
     for artifacts in (reference, faulty):

@@ -116,7 +116,9 @@ def train_fold_ensemble(
                 time_budget_s=budget,
                 checkpoint_every_steps=checkpoint_every_steps,
                 options=options,
-                on_step=(lambda metrics, fold=fold: on_step({**metrics, "member": fold})) if on_step else None,
+                on_step=(lambda metrics, fold=fold: on_step({**metrics, "member": fold}))
+                if on_step
+                else None,
                 progress=progress,
             )
             values = result.model_dump()
