@@ -26,12 +26,20 @@ def _tsv_number(value: float | None) -> str:
 
 
 def _write_history_tsv() -> None:
-    """autoresearch-style results table: one line per cycle, crashed ones included."""
+    """autoresearch-style results table: one line per candidate (keep / discard / pruned / crash), and one
+    per cycle that never got to candidates (crashed or interrupted early)."""
     from tools.core.atomic import atomic_write_text
 
-    header = "cycle\tstatus\tchampion_mae\tcandidate_mae\tcandidate_rounded\tfocus\tdescription"
+    header = "cycle\tcandidate\tstatus\tvalid_mae\tvalid_rounded\tcv_mae\tchampion_mae\tdescription"
     lines = [header]
     for e in read_history():
-        figures = (_tsv_number(x) for x in (e.champion_mae, e.candidate_mae, e.candidate_mae_rounded))
-        lines.append("\t".join([str(e.cycle), e.status, *figures, ",".join(e.focus_dims), e.description]))
+        if not e.candidates:
+            lines.append(
+                "\t".join(
+                    [str(e.cycle), "-", e.status, "", "", "", _tsv_number(e.champion_mae), e.description]
+                )
+            )
+        for c in e.candidates:
+            figures = (_tsv_number(x) for x in (c.valid_mae, c.valid_mae_rounded, c.cv_mae, e.champion_mae))
+            lines.append("\t".join([str(e.cycle), c.name, c.status, *figures, c.description]))
     atomic_write_text(loop_dir() / "history.tsv", "\n".join(lines) + "\n")

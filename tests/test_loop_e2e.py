@@ -189,58 +189,6 @@ def _start(env: dict[str, str], *args: str) -> subprocess.Popen:
     )
 
 
-def test_kill_9_during_training_then_resume_keeps_finished_members_and_matches_an_uninterrupted_run(
-    one_cycle, tmp_path, tiny_base_model
-):
-    artifacts = tmp_path / "killed"
-    env = _env(artifacts, tiny_base_model)
-    process = _start(env, "--cycles", "1")
-    lm = artifacts / "loop" / "cycle_1" / "candidates" / "stack" / "student" / "components" / "lm"
-    _wait_for("member_1/checkpoint.pt", lm, process)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    finished_member = (lm / "member_0" / "done.json").read_text()
-    state = _json(artifacts / "loop" / "cycle_1" / "state.json")
-    assert "train" not in state["completed"] and "augment" in state["completed"]
-    cycle1 = artifacts / "loop" / "cycle_1"
-    earlier = [
-        cycle1 / "plan.json",
-        cycle1 / "mcp_decision_input.json",
-        cycle1 / "candidates" / "stack" / "train.jsonl",
-        cycle1 / "candidates" / "stack" / "augment.json",
-        lm / "member_0" / "done.json",
-    ]
-    written = {path: path.stat().st_mtime_ns for path in earlier}
-
-    resumed = _run(env, "--resume")  # the killed run's lock died with it
-    assert "resuming after augment" in resumed.stdout
-    assert (lm / "member_0" / "done.json").read_text() == finished_member
-    # Resume runs the stages that had not finished, and only those: earlier outputs are not rewritten.
-    assert {path: path.stat().st_mtime_ns for path in earlier} == written
-    assert _predictions(artifacts, 1, "stack") == _predictions(one_cycle, 1, "stack")
-    same_train = (artifacts / "loop" / "cycle_1" / "candidates" / "stack" / "train.jsonl").read_text()
-    assert same_train == (one_cycle / "loop" / "cycle_1" / "candidates" / "stack" / "train.jsonl").read_text()
-    assert [h["status"] for h in _history(artifacts)] == ["baseline", "promoted"]
-
-
-def test_sigterm_stops_the_run_within_seconds_records_it_and_resume_finishes(tmp_path, tiny_base_model):
-    artifacts = tmp_path / "artifacts"
-    env = _env(artifacts, tiny_base_model)
-    process = _start(env, "--cycles", "1")
-    lm = artifacts / "loop" / "cycle_1" / "candidates" / "stack" / "student" / "components" / "lm"
-    _wait_for("member_0", lm, process)
-    process.send_signal(signal.SIGTERM)  # while the LM members train
-    began = time.monotonic()
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130 and time.monotonic() - began < 30, stderr
-    assert "INTERRUPTED" in stderr and "--resume" in stderr
-    assert _history(artifacts)[-1]["status"] == "interrupted"
-    assert not list((artifacts / "loop").glob(".lock*"))
-    resumed = _run(env, "--resume")
-    assert "cycle 1: PROMOTED" in resumed.stdout or "cycle 1: REJECTED" in resumed.stdout
-    assert [h["status"] for h in _history(artifacts)][-1] in ("promoted", "rejected")
-
-
 def test_a_cycle_planned_by_the_mistral_backend_over_the_real_sdk_and_mcp(tmp_path, tiny_base_model):
     """The plan stage with `--planner mistral`: the real mistralai client talks to a scripted server on
     127.0.0.1, its tool calls go through the loop's MCP session, and its candidates are the ones trained."""
@@ -326,23 +274,54 @@ def _outcome(artifacts: Path) -> dict:
     }
 
 
-def test_kills_at_stage_boundaries_then_resume_decide_as_an_uninterrupted_run(
+def test_kills_and_a_sigterm_anywhere_then_resume_decide_as_an_uninterrupted_run(
     one_cycle, tmp_path, tiny_base_model
 ):
+    """One cycle stopped four times: kill -9 after the plan, SIGTERM while the LM members train (after the
+    first finished), kill -9 after evaluate and after the gate. Each --resume runs only what had not finished
+    and the cycle decides exactly as the uninterrupted one."""
     artifacts = tmp_path / "artifacts"
     env = _env(artifacts, tiny_base_model)
-    for stage in ("plan", "evaluate", "gate"):
-        process = (
-            _start(env, "--resume")
-            if (artifacts / "loop" / "cycle_1").exists()
-            else _start(env, "--cycles", "1")
-        )
+    cycle1 = artifacts / "loop" / "cycle_1"
+    lm = cycle1 / "candidates" / "stack" / "student" / "components" / "lm"
+
+    process = _start(env, "--cycles", "1")
+    _wait_for_stage(artifacts, "plan", process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+    process = _start(env, "--resume")  # the killed run's lock died with it
+    _wait_for("member_1", lm, process)
+    earlier = [
+        cycle1 / "plan.json",
+        cycle1 / "mcp_decision_input.json",
+        cycle1 / "candidates" / "stack" / "train.jsonl",
+        cycle1 / "candidates" / "stack" / "augment.json",
+        lm / "member_0" / "done.json",
+    ]
+    written = {path: path.stat().st_mtime_ns for path in earlier}
+    finished_member = (lm / "member_0" / "done.json").read_text()
+    process.send_signal(signal.SIGTERM)
+    began = time.monotonic()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and time.monotonic() - began < 30, stderr
+    assert "INTERRUPTED" in stderr and "--resume" in stderr
+    assert _history(artifacts)[-1]["status"] == "interrupted"
+    assert not list((artifacts / "loop").glob(".lock*"))
+
+    for stage in ("evaluate", "gate"):
+        process = _start(env, "--resume")
         _wait_for_stage(artifacts, stage, process)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
     _run(env, "--resume")
+
+    # Resume ran only what had not finished: earlier outputs and the finished member were not rewritten.
+    assert {path: path.stat().st_mtime_ns for path in earlier} == written
+    assert (lm / "member_0" / "done.json").read_text() == finished_member
     assert _outcome(artifacts) == _outcome(one_cycle)
-    assert [h["status"] for h in _history(artifacts)] == ["baseline", "promoted"]
+    assert _predictions(artifacts, 1, "stack") == _predictions(one_cycle, 1, "stack")
+    assert [h["status"] for h in _history(artifacts)] == ["baseline", "interrupted", "promoted"]
 
 
 class Killed(Exception):

@@ -74,7 +74,7 @@ def cluster() -> Iterator[str]:
         os.killpg(head.pid, signal.SIGKILL)
         pytest.fail("the test's Ray cluster did not come up")
     yield address
-    os.killpg(head.pid, signal.SIGTERM)
+    os.killpg(head.pid, signal.SIGKILL)  # the whole cluster: head, raylet, workers (one process group)
     head.wait(timeout=60)
     for key, value in saved.items():
         if value is None:
