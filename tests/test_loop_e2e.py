@@ -189,7 +189,9 @@ def _start(env: dict[str, str], *args: str) -> subprocess.Popen:
     )
 
 
-def test_a_cycle_planned_by_the_mistral_backend_over_the_real_sdk_and_mcp(tmp_path, tiny_base_model):
+def test_a_cycle_planned_by_the_mistral_backend_over_the_real_sdk_and_mcp(
+    one_cycle, tmp_path, tiny_base_model
+):
     """The plan stage with `--planner mistral`: the real mistralai client talks to a scripted server on
     127.0.0.1, its tool calls go through the loop's MCP session, and its candidates are the ones trained."""
     from fake_mistral_server import FakeMistralServer, completion
@@ -221,7 +223,7 @@ def test_a_cycle_planned_by_the_mistral_backend_over_the_real_sdk_and_mcp(tmp_pa
         completion(tool_calls=[("get_eval_snapshot_tool", {}), ("get_augmentation_capacity_tool", {})]),
         completion(content=json.dumps(plan)),
     ]
-    artifacts = tmp_path / "artifacts"
+    artifacts = _copy(one_cycle, tmp_path / "artifacts")
     with FakeMistralServer(script) as server:
         env = _env(
             artifacts,
@@ -233,13 +235,13 @@ def test_a_cycle_planned_by_the_mistral_backend_over_the_real_sdk_and_mcp(tmp_pa
         )
         result = _run(env, "--cycles", "1")
     assert "plan by mistral" in result.stdout, result.stdout
-    saved = _json(artifacts / "loop" / "cycle_1" / "plan.json")
+    saved = _json(artifacts / "loop" / "cycle_2" / "plan.json")
     assert [c["name"] for c in saved["candidates"]] == ["cheap"] and saved["fallback_reason"] is None
-    record = _json(artifacts / "loop" / "cycle_1" / "candidates" / "cheap" / "training.json")
+    record = _json(artifacts / "loop" / "cycle_2" / "candidates" / "cheap" / "training.json")
     assert record["result"]["recipe"]["components"] == ["train-median", "tfidf-ridge"]
     events = [
         json.loads(line)
-        for line in (artifacts / "loop" / "cycle_1" / "agent_transcript.jsonl").read_text().splitlines()
+        for line in (artifacts / "loop" / "cycle_2" / "agent_transcript.jsonl").read_text().splitlines()
     ]
     assert any(e["kind"] == "model_message" for e in events)
     assert len(server.requests) == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -11,6 +13,12 @@ DIMS: tuple[str, ...] = ("energy", "warmth", "brightness", "acousticness", "comp
 SCALE_MIN, SCALE_MAX = 0, 10
 
 Score = Annotated[int, Field(ge=SCALE_MIN, le=SCALE_MAX)]
+
+
+def round_scores(values: Sequence[float]) -> list[int]:
+    """What the product serves for raw outputs: each rounded half up to an integer on the 0..10 scale. The
+    served JSON, the predict command and the rounded metrics all round this one way."""
+    return [min(SCALE_MAX, max(SCALE_MIN, math.floor(v + 0.5))) for v in values]
 
 
 class SourceType(StrEnum):

@@ -27,7 +27,7 @@ from sklearn.model_selection import KFold
 
 from tools.core.atomic import atomic_write_json
 from tools.core.contracts import BaselineKind, LearnabilitySlice
-from tools.core.schema import DIMS, SCALE_MAX, SCALE_MIN, ParamVector, Prediction, TrainingRow
+from tools.core.schema import DIMS, SCALE_MAX, SCALE_MIN, ParamVector, Prediction, TrainingRow, round_scores
 
 BASELINE_KINDS: tuple[BaselineKind, ...] = ("train-median", "tfidf-ridge", "additive-ridge")
 # Printed beside every model figure (the "ten-line baselines"); the additive ridge is a candidate, not a reference.
@@ -55,9 +55,7 @@ def targets(rows: Sequence[TrainingRow]) -> np.ndarray:
 
 def format_values(values: Sequence[float]) -> str:
     """The strict JSON the product serves: the six values rounded to integers on the 0..10 scale."""
-    return ParamVector.from_list(
-        [int(min(SCALE_MAX, max(SCALE_MIN, np.floor(v + 0.5)))) for v in values]
-    ).to_json()
+    return ParamVector.from_list(round_scores(values)).to_json()
 
 
 def as_predictions(values: np.ndarray, elapsed_ms: float) -> list[Prediction]:

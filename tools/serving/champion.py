@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from tools.core import paths
 from tools.core.contracts import ChampionRecord
-from tools.core.schema import DIMS, SCALE_MAX, SCALE_MIN, Prediction
+from tools.core.schema import DIMS, Prediction, round_scores
 
 CHAMPION_FILE = "champion.json"
 
@@ -55,12 +55,7 @@ def read_champion() -> ChampionRecord:
 
 def to_line(text: str, prediction: Prediction) -> PredictionLine:
     rounded = (
-        None
-        if prediction.values is None
-        else {
-            d: int(min(SCALE_MAX, max(SCALE_MIN, round(v))))
-            for d, v in zip(DIMS, prediction.values, strict=True)
-        }
+        None if prediction.values is None else dict(zip(DIMS, round_scores(prediction.values), strict=True))
     )
     return PredictionLine(
         request_text=text,

@@ -78,7 +78,7 @@ class OutOfFold(BaseModel):
             return {}
         predictions = np.asarray(self.predictions)
         if rounded:
-            predictions = np.rint(predictions)
+            predictions = np.floor(np.clip(predictions, SCALE_MIN, SCALE_MAX) + 0.5)  # as `round_scores`
         errors = np.abs(predictions - np.asarray(self.targets)).mean(axis=1)
         return dict(zip(self.keys, errors.tolist(), strict=True))
 

@@ -10,7 +10,6 @@ Layout of a student folder (written by `tools.student.regression_training.train_
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -20,7 +19,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.core.contracts import HParams
-from tools.core.schema import DIMS, SCALE_MAX, SCALE_MIN, ParamVector, Prediction, TrainingRow
+from tools.core.schema import DIMS, SCALE_MAX, SCALE_MIN, Prediction, TrainingRow
+from tools.evaluation.baselines import format_values
 
 SPEC_FILE = "regression_student.json"
 ADAPTER_DIR = "adapter"
@@ -254,12 +254,6 @@ def head_outputs_to_values(outputs, config: RegressionConfig, scaling: TargetSca
     return values.clamp(SCALE_MIN, SCALE_MAX)
 
 
-def format_json(values: Sequence[float]) -> str:
-    """The strict JSON the product serves: the six values rounded to integers."""
-    ints = [int(min(SCALE_MAX, max(SCALE_MIN, math.floor(v + 0.5)))) for v in values]
-    return ParamVector.from_list(ints).to_json()
-
-
 # ---------------------------------------------------------------- serving
 
 
@@ -362,7 +356,7 @@ class RegressionStudent:
     def _prediction(values: Sequence[float], latency_ms: float) -> Prediction:
         return Prediction(
             values=[float(v) for v in values],
-            raw_output=format_json(values),
+            raw_output=format_values(values),
             json_valid=True,
             served_by="model",
             latency_ms=latency_ms,
