@@ -74,7 +74,28 @@ def as_predictions(values: np.ndarray, elapsed_ms: float) -> list[Prediction]:
     ]
 
 
-class TextBaseline:
+class ServesValues:
+    """A predictor defined by `predict_values(texts) -> (n, 6)`: batches, single requests and the served
+    JSON follow from it (baselines, fold ensembles and stacks all serve this way)."""
+
+    decoder = "regression"
+
+    def predict_values(self, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def default_decoder(self, requested: str) -> str:
+        return self.decoder
+
+    def predict_batch(self, texts: Sequence[str], decoder: str | None = None) -> list[Prediction]:
+        start = time.perf_counter()
+        values = self.predict_values(list(texts))
+        return as_predictions(values, (time.perf_counter() - start) * 1000)
+
+    def predict_one(self, text: str, decoder: str | None = None) -> Prediction:
+        return self.predict_batch([text])[0]
+
+
+class TextBaseline(ServesValues):
     """One cheap text model: `fit(rows)`, `predict_values(texts)`, `save(folder)`, `TextBaseline.load(folder)`."""
 
     decoder = "baseline"
@@ -126,17 +147,6 @@ class TextBaseline:
         if self.spec.kind == "train-median":
             return np.tile(self.intercept, (len(texts), 1))
         return np.asarray(self._features(texts) @ self.coef.T) + self.intercept
-
-    def predict_batch(self, texts: Sequence[str], decoder: str | None = None) -> list[Prediction]:
-        start = time.perf_counter()
-        values = self.predict_values(texts)
-        return as_predictions(values, (time.perf_counter() - start) * 1000)
-
-    def predict_one(self, text: str, decoder: str | None = None) -> Prediction:
-        return self.predict_batch([text])[0]
-
-    def default_decoder(self, requested: str) -> str:
-        return self.decoder
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

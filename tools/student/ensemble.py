@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from tools.core.atomic import atomic_write_json
 from tools.core.contracts import HParams
 from tools.core.schema import Prediction, TrainingRow
+from tools.evaluation.baselines import ServesValues
 from tools.student.folds import OOF_FILE, OutOfFold, fold_split
 
 SPEC_FILE = "ensemble.json"
@@ -162,10 +163,8 @@ def _values(prediction: Prediction) -> list[float]:
     return list(prediction.values) if prediction.values is not None else [5.0] * 6
 
 
-class EnsembleStudent:
+class EnsembleStudent(ServesValues):
     """Serves the mean of the members' predictions (every member answers every request)."""
-
-    decoder = "regression"
 
     def __init__(self, members: list[Any], spec: EnsembleSpec, name: str) -> None:
         self.members = members
@@ -184,22 +183,9 @@ class EnsembleStudent:
     def is_folder(folder: Path) -> bool:
         return (folder / SPEC_FILE).is_file()
 
-    def default_decoder(self, requested: str) -> str:
-        return self.decoder
-
     def predict_values(self, texts: Sequence[str]) -> np.ndarray:
         per_member = [
             [_values(p) for p in m.predict_batch(list(texts), decoder=m.default_decoder("skeleton_ev"))]
             for m in self.members
         ]
         return np.mean(np.asarray(per_member, dtype=float), axis=0)
-
-    def predict_batch(self, texts: Sequence[str], decoder: str | None = None) -> list[Prediction]:
-        from tools.evaluation.baselines import as_predictions
-
-        start = time.perf_counter()
-        values = self.predict_values(texts)
-        return as_predictions(values, (time.perf_counter() - start) * 1000)
-
-    def predict_one(self, text: str, decoder: str | None = None) -> Prediction:
-        return self.predict_batch([text])[0]

@@ -21,7 +21,6 @@ Folder layout:
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -31,8 +30,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from tools.core.atomic import atomic_write_json
-from tools.core.schema import DIMS, Prediction, TrainingRow
-from tools.evaluation.baselines import as_predictions
+from tools.core.schema import DIMS, TrainingRow
+from tools.evaluation.baselines import ServesValues
 from tools.student.folds import fold_of
 
 SPEC_FILE = "stack.json"
@@ -183,10 +182,8 @@ def save_stack(
     return spec
 
 
-class StackStudent:
+class StackStudent(ServesValues):
     """Serves the blend: every component predicts, the classifier picks each request's slice weights."""
-
-    decoder = "regression"
 
     def __init__(self, components: dict[str, Any], spec: StackSpec, classifier: SourceClassifier, name: str):
         self.components = components
@@ -212,17 +209,6 @@ class StackStudent:
     def is_folder(folder: Path) -> bool:
         return (folder / SPEC_FILE).is_file()
 
-    def default_decoder(self, requested: str) -> str:
-        return self.decoder
-
     def predict_values(self, texts: Sequence[str]) -> np.ndarray:
         predictions = {name: component.predict_values(texts) for name, component in self.components.items()}
         return blend(self.spec.weights, predictions, self.classifier.predict(texts))
-
-    def predict_batch(self, texts: Sequence[str], decoder: str | None = None) -> list[Prediction]:
-        start = time.perf_counter()
-        values = self.predict_values(list(texts))
-        return as_predictions(values, (time.perf_counter() - start) * 1000)
-
-    def predict_one(self, text: str, decoder: str | None = None) -> Prediction:
-        return self.predict_batch([text])[0]
