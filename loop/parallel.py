@@ -8,6 +8,7 @@ write the artifacts folder, so on a cluster it must be a volume every node mount
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +49,7 @@ def ensure_ray(address: str | None, num_cpus: int | None) -> None:
     target = address or os.environ.get("RAY_ADDRESS")
     runtime_env = {"env_vars": worker_environment()}
     if target:
-        ray.init(address=target, runtime_env=runtime_env, log_to_driver=False)
+        ray.init(address=target, runtime_env=runtime_env, log_to_driver=False, logging_level=logging.ERROR)
         return
     real_home = os.environ.get("HOME", str(Path.home()))
     # Workers share the head's home (Ray's auth token lives there); the model cache is named explicitly.
@@ -60,6 +61,7 @@ def ensure_ray(address: str | None, num_cpus: int | None) -> None:
             num_cpus=num_cpus or os.cpu_count() or 1,
             include_dashboard=False,
             log_to_driver=False,
+            logging_level=logging.ERROR,  # the loop's own lines, not Ray's start-up notices
             runtime_env=runtime_env,
         )
     finally:
