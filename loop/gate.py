@@ -3,7 +3,8 @@
 A cycle trains K candidates; each is gated against the champion, and the gate knows it picked the best of K:
 
 1. every candidate gets the checks below, its `bootstrap` threshold corrected for K by Holm's procedure;
-2. the winner is the candidate with the largest mean per-row gain among those that pass every check;
+2. the winner is, among the candidates that pass every check, the fastest to serve of those whose mean
+   per-row gain is within `min_mae_improvement` of the best (all else equal, simpler is better);
 3. the winner is re-confirmed: its recipe trained again with other seeds must pass the same checks on its
    own (one pre-specified test, so uncorrected). A recipe without randomness (no LM) needs no second draw.
 
@@ -54,7 +55,9 @@ class GateConfig(BaseModel):
     )
     min_json_valid_rate: float = Field(0.98, ge=0, le=1)
     max_fallback_rate: float = Field(0.05, ge=0, le=1)
-    max_p95_latency_ms: float = Field(2000.0, gt=0, description="p95 single-request latency budget")
+    max_p95_latency_ms: float = Field(
+        150.0, gt=0, description="p95 single-request latency budget (1 torch thread, median of repeats)"
+    )
     focus_dim_tolerance: float = Field(0.0, ge=0, description="how much worse a focus dim may get")
     holm: bool = Field(True, description="correct the champion bootstrap for the K candidates of a cycle")
     confirm: bool = Field(True, description="re-train the winner with other seeds; it must pass again")
@@ -304,7 +307,13 @@ def gate_candidates(
             check.detail += " (Holm: a candidate with stronger evidence already failed)"
             results[name].promoted = False
     passing = [n for n in names if results[n].promoted]
-    winner = max(passing, key=lambda n: (bootstraps[n].mean_gain, n), default=None)
+    best = max((bootstraps[n].mean_gain for n in passing), default=0.0)
+    # All else equal, simpler is better: among the candidates whose gain is within the margin of the best,
+    # the fastest to serve wins (a blend without the LM over one with it, when the LM adds nothing).
+    close = [n for n in passing if bootstraps[n].mean_gain >= best - config.min_mae_improvement]
+    winner = min(
+        close, key=lambda n: (candidates[n].p95_latency_ms, -bootstraps[n].mean_gain, n), default=None
+    )
     return CycleGate(
         champion_before=champion_before,
         candidates=results,

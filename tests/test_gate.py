@@ -132,7 +132,7 @@ def test_each_check_records_its_value_and_threshold():
         "bootstrap": (1.0, 0.95),
         "json_valid": (1.0, 0.98),
         "fallback": (0.0, 0.05),
-        "latency": (100.0, 2000.0),
+        "latency": (100.0, 150.0),
         "focus_dims": (0.0, 0.0),
         "beats_baselines": (1.0, 0.95),
     }
@@ -473,6 +473,20 @@ def test_the_winner_is_the_passing_candidate_with_the_largest_mean_gain():
     assert result.candidates["c"].failed == ["latency"]
     assert result.winner == "a" and result.winner_gain == pytest.approx(0.5)
     assert result.promoted
+
+
+def test_among_candidates_within_the_margin_of_the_best_gain_the_fastest_wins():
+    champion = uniform(1.0)
+    candidates = {
+        "with_lm": uniform(0.495, latency=120.0),  # gain 0.505
+        "cheap": uniform(0.5, latency=2.0),  # gain 0.5: within min_mae_improvement (0.01) of the best
+        "far": uniform(0.7, latency=1.0),  # gain 0.3: fastest, but not close to the best
+    }
+    result = cycle(champion, candidates, GateConfig())
+    assert all(not r.failed for r in result.candidates.values())
+    assert result.winner == "cheap" and result.winner_gain == pytest.approx(0.5)
+    wider = cycle(champion, candidates, GateConfig(min_mae_improvement=0.25))
+    assert wider.winner == "far"  # now within the margin of the best, and faster still
 
 
 def test_every_candidate_must_beat_the_baselines():
