@@ -33,10 +33,9 @@ from agent.mcp_client import ToolSession
 from agent.planner import Evidence, PlanningContext, SearchExhausted, read_evidence
 from agent.search import incumbent_spec, propose, tried_recipes
 from tools.core.contracts import AugmentationSpec, CyclePlan, FailureCase, MetricSummary
-from tools.core.schema import DIMS
+from tools.core.schema import DIMS, rank_dims_by_weakness
 
 CONSTANT_BASELINE = "train-median"
-RATIO_TIE_DECIMALS = 2
 FOCUS_RATIO_WINDOW = 0.10
 MAX_FOCUS = 3
 FAILURE_DIM_ERROR = 2.0
@@ -83,7 +82,7 @@ def choose_focus_dims(evidence: Evidence) -> tuple[list[str], str]:
         mae = model.per_dim_mae.get(dim, 0.0)
         ratios[dim] = mae / denominator if denominator else mae
     counts = failure_counts(snapshot.top_failures)
-    ranked = sorted(DIMS, key=lambda d: (-round(ratios[d], RATIO_TIE_DECIMALS), -counts[d], DIMS.index(d)))
+    ranked = rank_dims_by_weakness(ratios, counts)
     skipped = unlearnable_dims(evidence)
     learnable = [dim for dim in ranked if dim not in skipped]
     note = f"; skipped unlearnable {', '.join(sorted(skipped))}" if skipped else ""

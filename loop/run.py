@@ -198,7 +198,8 @@ async def run_cycle(session: Any, cycle: int, config: LoopConfig, token: str) ->
         elif stage == "diagnose":
             diagnosis = await act(session, stage, "diagnose_failures_tool", arguments)
             weakest = ", ".join(
-                f"{w['dim']} {_fmt(w['champion_cv_mae'])} (constant {_fmt(w['constant_cv_mae'])})"
+                f"{w['dim']} {_fmt(w['champion_cv_mae'])} "
+                f"(constant {_fmt(w['constant_cv_mae'])}, {w['failures_off_by_2_plus']} hard failures)"
                 for w in diagnosis["weak_dims"][:3]
             )
             print(f"cycle {cycle}: weakest dims, out-of-fold on train: {weakest}", flush=True)

@@ -29,6 +29,7 @@ from tools.core.contracts import (
     LearnabilitySlice,
     StudentRecipe,
 )
+from tools.core.schema import DIMS, rank_dims_by_weakness
 
 FIXTURE_SERVER = Path(__file__).with_name("agent_fixture_server.py")
 FLAT = [0.8] * 6
@@ -424,3 +425,16 @@ def test_over_stdio_the_planner_reads_the_same_evidence_and_decides_the_same(tmp
     assert [spec.name for spec in plan.candidates] == ["lm-only", "deeper"]
     assert all(spec.augmentation.teacher_pairs == 0 for spec in plan.candidates)
     assert plan.candidate("deeper").hparams == HParams()
+
+
+def test_dims_rank_by_ratio_to_the_constant_then_by_hard_failures_when_ratios_tie() -> None:
+    ratios = dict.fromkeys(DIMS, 1.0) | {"nostalgia": 1.2, "brightness": 1.004}
+    failures = dict.fromkeys(DIMS, 0) | {"acousticness": 3, "complexity": 1, "brightness": 0}
+    assert rank_dims_by_weakness(ratios, failures) == [
+        "nostalgia",  # highest ratio
+        "acousticness",  # tied at 1.00 with the rest (brightness's 1.004 included): most hard failures
+        "complexity",
+        "energy",  # then the fixed order
+        "warmth",
+        "brightness",
+    ]

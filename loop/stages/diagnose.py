@@ -10,7 +10,7 @@ from loop.stages.inputs import dataset
 from tools.core.atomic import atomic_write_json
 from tools.core.contracts import LearnabilitySlice
 from tools.core.paths import cycle_dir, loop_dir
-from tools.core.schema import DIMS
+from tools.core.schema import DIMS, rank_dims_by_weakness
 from tools.evaluation.baselines import learnability
 
 TOP_FAILURES = 20
@@ -57,7 +57,11 @@ def diagnose(cycle: int, config: LoopConfig) -> dict:
                 "learnable_slices": [s.source_type for s in slices if s.dim == d and s.learnable],
             }
         )
-    weak.sort(key=lambda w: -(w["ratio_to_constant"] or w["champion_cv_mae"] or 0))
+    order = rank_dims_by_weakness(
+        {w["dim"]: w["ratio_to_constant"] or w["champion_cv_mae"] or 0.0 for w in weak},
+        {w["dim"]: w["failures_off_by_2_plus"] for w in weak},
+    )
+    weak.sort(key=lambda w: order.index(w["dim"]))
     decision_input = {
         "cycle": cycle,
         "evidence": "out-of-fold errors on the training split"

@@ -83,3 +83,9 @@ class Prediction(BaseModel):
     parse_error: str | None = None
     served_by: ServedBy = "model"
     latency_ms: float = 0.0
+
+
+def rank_dims_by_weakness(ratios: dict[str, float], failures: dict[str, int]) -> list[str]:
+    """Weakest first: the error ratio to the constant (tied when equal to two decimals), then the number of
+    hard failures, then the fixed DIMS order. The diagnosis and the offline planner both rank this way."""
+    return sorted(DIMS, key=lambda d: (-round(ratios.get(d, 0.0), 2), -failures.get(d, 0), DIMS.index(d)))
