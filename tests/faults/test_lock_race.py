@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -56,9 +57,9 @@ def test_four_racing_processes_never_hold_the_lock_together(tmp_path):
     assert sum(held for held, _ in counts) >= 20, counts  # the race really happened, many times
 
 
-def test_a_second_run_is_refused_naming_the_holders_pid(tmp_path):
-    lock = tmp_path / ".lock"
-    holder = subprocess.Popen(
+def start_holder(lock: Path) -> subprocess.Popen:
+    """Another process that takes the lock, says "held" and keeps it for a minute."""
+    return subprocess.Popen(
         [
             sys.executable,
             "-c",
@@ -70,6 +71,11 @@ def test_a_second_run_is_refused_naming_the_holders_pid(tmp_path):
         text=True,
         cwd=PROJECT_ROOT,
     )
+
+
+def test_a_second_run_is_refused_naming_the_holders_pid(tmp_path):
+    lock = tmp_path / ".lock"
+    holder = start_holder(lock)
     try:
         assert holder.stdout.readline().strip() == "held"
         with (
@@ -99,18 +105,7 @@ def test_the_holder_gets_a_token_that_lives_exactly_as_long_as_the_lock(tmp_path
 
 def test_a_token_left_by_a_killed_run_is_not_current(tmp_path):
     lock = tmp_path / ".lock"
-    killed = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from loop.state import RunLock\n"
-            "with RunLock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
-            str(lock),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=PROJECT_ROOT,
-    )
+    killed = start_holder(lock)
     assert killed.stdout.readline().strip() == "held"
     assert RunLock.current_token(lock) is not None
     killed.kill()
