@@ -27,6 +27,7 @@ from sklearn.model_selection import KFold
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tools.core.contracts import HParams, StudentRecipe  # noqa: E402
+from tools.core.schema import rounded_scores  # noqa: E402
 from tools.data.dataset import load_dataset  # noqa: E402
 from tools.evaluation.stats import paired_bootstrap  # noqa: E402
 
@@ -125,10 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         + "   ".join(f"{s} raw/rnd" for s in sorted(set(sources)))
         + "   gap to ridge (rounded, 95% CI)"
     )
-    ridge_rounded = np.abs(np.rint(predictions["tfidf-ridge"]) - targets)
+    ridge_rounded = np.abs(rounded_scores(predictions["tfidf-ridge"]) - targets)
     for name, values in predictions.items():
         err = np.abs(values - targets)
-        rounded = np.abs(np.rint(values) - targets)
+        rounded = np.abs(rounded_scores(values) - targets)
         by_source = {
             s: (float(err[sources == s].mean()), float(rounded[sources == s].mean()))
             for s in sorted(set(sources))

@@ -2,8 +2,9 @@
 
 import pytest
 
-from tools.core.schema import ParamVector, Prediction, SourceType, TrainingRow
+from tools.core.schema import ParamVector, Prediction, SourceType, TrainingRow, round_scores
 from tools.evaluation.metrics import build_report, score_row
+from tools.student.folds import OutOfFold
 
 
 def _row(values, source=SourceType.rule_prompt):
@@ -153,3 +154,17 @@ def test_the_headline_shows_raw_rounded_validity_and_latency():
     assert report.headline() == f"{'m':<32} {'d':<11} mae 0.700  rounded 0.500  valid 1.00  p95 29 ms"
     unscored = build_report([], predictor="m", decoder="d", dataset="x", data_hash="h")
     assert "mae   n/a  rounded   n/a  valid 0.00" in unscored.headline()
+
+
+def test_every_rounded_figure_rounds_half_up_on_the_scale_as_the_served_json_does() -> None:
+    assert round_scores([2.5, 3.5, -0.6, 10.4, 3.49, 4.5]) == [3, 4, 0, 10, 3, 5]  # numpy's rint: 2, 4, …, 4
+    row = score_row(0, _row([3, 4, 0, 10, 3, 5]), _pred([2.5, 3.5, -0.6, 10.4, 3.49, 4.5]), "model")
+    assert row.abs_error_rounded == [0.0] * 6
+    oof = OutOfFold(
+        n_folds=2,
+        keys=["a"],
+        source_types=["rule_prompt"],
+        targets=[[3, 4, 0, 10, 3, 5]],
+        predictions=[[2.5, 3.5, -0.6, 10.4, 3.49, 4.5]],
+    )
+    assert oof.errors(rounded=True) == {"a": 0.0}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DIMS: tuple[str, ...] = ("energy", "warmth", "brightness", "acousticness", "complexity", "nostalgia")
@@ -15,10 +15,15 @@ SCALE_MIN, SCALE_MAX = 0, 10
 Score = Annotated[int, Field(ge=SCALE_MIN, le=SCALE_MAX)]
 
 
+def rounded_scores(values: np.ndarray | Sequence[float]) -> np.ndarray:
+    """What the product serves for raw outputs: each rounded half up to an integer on the 0..10 scale (not
+    numpy's half-to-even). The served JSON, the predict command and every rounded metric round this one way."""
+    return np.clip(np.floor(np.asarray(values, dtype=float) + 0.5), SCALE_MIN, SCALE_MAX)
+
+
 def round_scores(values: Sequence[float]) -> list[int]:
-    """What the product serves for raw outputs: each rounded half up to an integer on the 0..10 scale. The
-    served JSON, the predict command and the rounded metrics all round this one way."""
-    return [min(SCALE_MAX, max(SCALE_MIN, math.floor(v + 0.5))) for v in values]
+    """`rounded_scores` of one prediction, as the integers the JSON carries."""
+    return [int(v) for v in rounded_scores(values)]
 
 
 class SourceType(StrEnum):

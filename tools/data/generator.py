@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from tools.core.schema import DIMS, SCALE_MAX, SCALE_MIN, ParamVector, SourceType, TrainingRow
+from tools.core.schema import DIMS, SCALE_MAX, SCALE_MIN, ParamVector, SourceType, TrainingRow, rounded_scores
 from tools.data.dataset import PROJECT_ROOT, check_no_leak, data_hash, normalise_text, write_jsonl
 
 GENERATOR_VERSION = "1"
@@ -344,7 +344,7 @@ def learnability(rows: Sequence[TrainingRow], folds: int = 5, seed: int = 0) -> 
         model = Ridge(alpha=1.0).fit(features, targets[train_idx])
         pred = model.predict(vectorizer.transform([texts[i] for i in test_idx]))
         ridge_err[test_idx] = np.abs(pred - targets[test_idx])
-        ridge_round_err[test_idx] = np.abs(np.clip(np.rint(pred), 0, 10) - targets[test_idx])
+        ridge_round_err[test_idx] = np.abs(rounded_scores(pred) - targets[test_idx])
         median_err[test_idx] = np.abs(np.median(targets[train_idx], axis=0) - targets[test_idx])
     report: dict[str, dict] = {}
     for source_type in sorted({r.source_type.value for r in rows}):

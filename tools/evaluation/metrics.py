@@ -11,7 +11,7 @@ from collections import Counter
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.core.schema import DIMS, Prediction, ServedBy, TrainingRow, round_scores
+from tools.core.schema import DIMS, Prediction, ServedBy, TrainingRow, rounded_scores
 
 SCALE = 10.0
 
@@ -98,7 +98,7 @@ def score_row(index: int, row: TrainingRow, prediction: Prediction, subject: Ser
     if prediction.json_valid and prediction.values is not None and prediction.served_by == subject:
         values = np.asarray(prediction.values, dtype=float)
         abs_error = np.abs(values - target).round(6).tolist()
-        abs_error_rounded = np.abs(np.array(round_scores(values)) - target).tolist()
+        abs_error_rounded = np.abs(rounded_scores(values) - target).tolist()
     return RowResult(
         index=index,
         request_text=row.request_text,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from tools.core.schema import SCALE_MAX, SCALE_MIN, TrainingRow
+from tools.core.schema import SCALE_MAX, SCALE_MIN, TrainingRow, rounded_scores
 from tools.data.dataset import text_key
 from tools.data.replay import REPLAY_ORIGIN
 
@@ -78,7 +78,7 @@ class OutOfFold(BaseModel):
             return {}
         predictions = np.asarray(self.predictions)
         if rounded:
-            predictions = np.floor(np.clip(predictions, SCALE_MIN, SCALE_MAX) + 0.5)  # as `round_scores`
+            predictions = rounded_scores(predictions)
         errors = np.abs(predictions - np.asarray(self.targets)).mean(axis=1)
         return dict(zip(self.keys, errors.tolist(), strict=True))
 
