@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,12 @@ from pydantic import BaseModel
 
 from tools.core.atomic import atomic_write_text
 from tools.core.paths import PROJECT_ROOT, artifacts_dir, cache_dir
+from tools.core.redaction import SECRET_NAME_MARKERS
 
 # Passed to every worker: the project's code, where artifacts live, and the process settings (tracking,
-# caches); never secrets beyond what the task needs.
-FORWARDED_PREFIXES = ("KOTONE_", "WANDB_", "WEAVE_", "HF_", "TRANSFORMERS_", "MISTRAL_")
+# caches). Never a secret: training needs no API key, and Ray writes a task's environment in clear to its
+# session logs (runtime_env_agent.log, world-readable) and ships it to every node of a cluster.
+FORWARDED_PREFIXES = ("KOTONE_", "WANDB_", "WEAVE_", "HF_", "TRANSFORMERS_")
 
 
 class TaskFailure(BaseModel):
@@ -31,30 +35,54 @@ class TaskFailure(BaseModel):
     message: str
 
 
+def _is_secret(name: str) -> bool:
+    return any(marker in name for marker in SECRET_NAME_MARKERS)
+
+
 def worker_environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES)}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name.startswith(FORWARDED_PREFIXES) and not _is_secret(name)
+    }
     python_path = [str(PROJECT_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(python_path))
     env["TQDM_DISABLE"] = "1"
     return env
 
 
-def ensure_ray(address: str | None, num_cpus: int | None) -> None:
-    """Connect to `address` (or RAY_ADDRESS), else start a local instance: no dashboard, no usage stats."""
+def ensure_ray(address: str | None, num_cpus: int | None) -> Path | None:
+    """Connect to `address` (or RAY_ADDRESS), else start a local instance: no dashboard, no usage stats, no
+    secret in its processes' environment.
+
+    Ray's gcs_server and raylet listen on every interface whatever the node address (Ray 2.60 has no
+    loopback-only mode), so the local instance always runs with Ray's token authentication: its token and
+    its session files (logs, sockets) live in folders only this user can read. Returns that session folder
+    (to remove after `ray.shutdown()`), or None when connected to a cluster."""
     import ray
 
     if ray.is_initialized():
-        return
+        return None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     target = address or os.environ.get("RAY_ADDRESS")
     runtime_env = {"env_vars": worker_environment()}
     if target:
         ray.init(address=target, runtime_env=runtime_env, log_to_driver=False, logging_level=logging.ERROR)
-        return
-    real_home = os.environ.get("HOME", str(Path.home()))
+        return None
+    # Ray's processes inherit the driver's environment: they start without its secrets.
+    secrets = [name for name in os.environ if _is_secret(name)]
+    saved = {name: os.environ.get(name) for name in ("HOME", "RAY_AUTH_MODE", *secrets)}
+    for name in secrets:
+        del os.environ[name]
     # Workers share the head's home (Ray's auth token lives there); the model cache is named explicitly.
     runtime_env["env_vars"]["KOTONE_CACHE"] = str(cache_dir())
     os.environ["HOME"] = str(_head_home())
+    # Unset is Ray's default for a new local instance: token authentication (even where the user's shell
+    # says "disabled" for some other cluster). Setting "token" after `import ray` stalls its GCS start.
+    os.environ.pop("RAY_AUTH_MODE", None)
+    # Ray makes its temp dir world-writable (777): it goes inside a folder of mode 700 of ours. Short paths:
+    # Ray's unix sockets live there.
+    session_root = Path(tempfile.mkdtemp(prefix="kotone-ray-"))
     try:
         ray.init(
             address="local",  # a fresh instance of our own, never a cluster some other run left on the machine
@@ -63,18 +91,30 @@ def ensure_ray(address: str | None, num_cpus: int | None) -> None:
             log_to_driver=False,
             logging_level=logging.ERROR,  # the loop's own lines, not Ray's start-up notices
             runtime_env=runtime_env,
+            _temp_dir=str(session_root / "r"),
         )
+    except BaseException:
+        shutil.rmtree(session_root, ignore_errors=True)
+        raise
     finally:
-        os.environ["HOME"] = real_home
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return session_root
 
 
 def _head_home() -> Path:
-    """A home for the local instance's head processes. Ray's API server looks for a cluster config in
-    $HOME/ray_bootstrap_config.yaml and, without one, asks cloud metadata services (169.254.169.254,
-    metadata.google.internal) which cloud it runs on, usage stats or not. Offline means no such attempt:
-    this home holds a config that says the cluster is local."""
+    """A home for the local instance's head processes, readable by this user only (Ray's auth token is
+    written to its .ray/). Ray's API server looks for a cluster config in $HOME/ray_bootstrap_config.yaml
+    and, without one, asks cloud metadata services (169.254.169.254, metadata.google.internal) which cloud
+    it runs on, usage stats or not. Offline means no such attempt: this home holds a config that says the
+    cluster is local."""
     home = artifacts_dir() / "ray" / "home"
-    home.mkdir(parents=True, exist_ok=True)
+    (home / ".ray").mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)
+    (home / ".ray").chmod(0o700)
     atomic_write_text(home / "ray_bootstrap_config.yaml", "provider:\n  type: local\n")
     return home
 
@@ -104,7 +144,7 @@ def run_tasks(
     import ray
 
     started_here = not ray.is_initialized()
-    ensure_ray(address, num_cpus)
+    session_root = ensure_ray(address, num_cpus)
     try:
         cpus = min(cpus_per_task, max(1, int(ray.cluster_resources().get("CPU", 1))))
         remote = ray.remote(num_cpus=cpus, max_retries=0)(_with_threads(function, cpus))
@@ -125,6 +165,8 @@ def run_tasks(
         if started_here:
             # A local instance lives for one stage: nothing of Ray outlives the tasks it ran.
             ray.shutdown()
+            if session_root is not None:
+                shutil.rmtree(session_root, ignore_errors=True)
 
 
 def _first_line(error: BaseException) -> str:

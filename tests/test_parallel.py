@@ -12,8 +12,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from loop.parallel import TaskFailure, run_tasks
@@ -27,9 +29,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker_pids(task: str) -> list[int]:
-    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [int(line.split()[0]) for line in listing.splitlines()[1:] if f"ray::kotone-{task}" in line]
+@dataclass
+class ProbeCluster:
+    address: str
+    head_pid: int
+
+    def worker_pids(self, task: str) -> list[int]:
+        """Workers running `task` in THIS cluster only (descendants of its head): a user's own loop on the
+        same machine runs tasks of the same names, and a test never signals what it did not start."""
+        pids = []
+        for process in psutil.Process(self.head_pid).children(recursive=True):
+            try:
+                if f"ray::kotone-{task}" in " ".join(process.cmdline()):
+                    pids.append(process.pid)
+            except psutil.NoSuchProcess:
+                continue
+        return pids
 
 
 # The test's cluster runs without Ray's token authentication (a cluster with it needs RAY_AUTH_MODE=token and
@@ -38,7 +53,7 @@ CLUSTER_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
+def cluster() -> Iterator[ProbeCluster]:
     """A one-node Ray cluster with 2 CPUs on loopback, stopped with everything it started."""
     port = _free_port()
     env = {**os.environ, **CLUSTER_ENV}
@@ -73,7 +88,7 @@ def cluster() -> Iterator[str]:
     else:
         os.killpg(head.pid, signal.SIGKILL)
         pytest.fail("the test's Ray cluster did not come up")
-    yield address
+    yield ProbeCluster(address, head.pid)
     os.killpg(head.pid, signal.SIGKILL)  # the whole cluster: head, raylet, workers (one process group)
     head.wait(timeout=60)
     for key, value in saved.items():
@@ -106,7 +121,7 @@ def test_tasks_run_in_parallel_each_with_its_cpus_and_a_failure_stays_its_own(cl
         sleep_then_report,
         {"a": (3.0, False), "b": (3.0, False), "c": (0.0, True)},
         cpus_per_task=1,
-        address=cluster,
+        address=cluster.address,
     )
     a, b = results["a"], results["b"]
     assert a["pid"] != b["pid"] and a["threads"] == b["threads"] == 1
@@ -119,9 +134,9 @@ def test_a_worker_killed_mid_task_fails_that_task_only(cluster):
 
     def kill_a_when_it_runs() -> None:
         deadline = time.monotonic() + 60
-        while not _worker_pids("a") and time.monotonic() < deadline:
+        while not cluster.worker_pids("a") and time.monotonic() < deadline:
             time.sleep(0.2)
-        for pid in _worker_pids("a"):
+        for pid in cluster.worker_pids("a"):
             os.kill(pid, signal.SIGKILL)
 
     killer = threading.Thread(target=kill_a_when_it_runs)
@@ -130,7 +145,7 @@ def test_a_worker_killed_mid_task_fails_that_task_only(cluster):
         sleep_then_report,
         {"a": (20.0, False), "b": (4.0, False)},
         cpus_per_task=1,
-        address=cluster,
+        address=cluster.address,
         on_done=lambda key, _: finished.append(key),
     )
     killer.join()
@@ -146,17 +161,17 @@ def test_a_cycle_on_the_cluster_survives_a_killed_candidate_worker(cluster, tmp_
     from test_loop_e2e import _env, _history, _json, _start
 
     artifacts = tmp_path / "artifacts"
-    env = _env(artifacts, tiny_base_model, KOTONE_CANDIDATES="2", RAY_ADDRESS=cluster, **CLUSTER_ENV)
+    env = _env(artifacts, tiny_base_model, KOTONE_CANDIDATES="2", RAY_ADDRESS=cluster.address, **CLUSTER_ENV)
     process = _start(env, "--cycles", "1")
     deadline = time.monotonic() + 600
-    while not _worker_pids("stack") and time.monotonic() < deadline and process.poll() is None:
+    while not cluster.worker_pids("stack") and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.1)
     lm = artifacts / "loop" / "cycle_1" / "candidates" / "stack" / "student" / "components" / "lm"
     while (
         not any(lm.glob("member_*/checkpoint.pt")) and time.monotonic() < deadline and process.poll() is None
     ):
         time.sleep(0.1)
-    for pid in _worker_pids("stack"):
+    for pid in cluster.worker_pids("stack"):
         os.kill(pid, signal.SIGKILL)
     stdout, stderr = process.communicate(timeout=900)
     assert process.returncode == 0, stdout + stderr
@@ -167,3 +182,70 @@ def test_a_cycle_on_the_cluster_survives_a_killed_candidate_worker(cluster, tmp_
     outcome = {c["name"]: c["status"] for c in _history(artifacts)[-1]["candidates"]}
     assert outcome["stack"] == "crashed" and outcome["stack-cheap"] in ("promoted", "rejected")
     assert json.loads((artifacts / "loop" / "cycle_1" / "state.json").read_text())["finished_at"]
+
+
+FAKE_SECRETS = {
+    "MISTRAL_API_KEY": "fake-mistral-key-5e1d9c",
+    "WANDB_API_KEY": "fake-wandb-key-77a0b3",
+    "KOTONE_MCP_HTTP_TOKEN": "fake-mcp-token-c4f210",
+}
+
+
+def environment_and_gcs() -> dict:
+    import ray
+
+    return {"environ": dict(os.environ), "gcs": ray.get_runtime_context().gcs_address}
+
+
+def _files_containing(folder: Path, needles: list[str]) -> list[str]:
+    found = []
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_socket():
+            text = path.read_bytes()
+            found += [f"{path}: {n}" for n in needles if n.encode() in text]
+    return found
+
+
+def _connect_without_token(gcs: str, home: Path) -> subprocess.CompletedProcess:
+    """Another user's process on this network: no token, asks for a cluster without authentication."""
+    code = f"import ray; ray.init(address={gcs!r}, log_to_driver=False); print('connected')"
+    env = {**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_local_instance_holds_no_secret_refuses_strangers_and_leaves_nothing(tmp_path, monkeypatch):
+    """The loop's private Ray instance: no API key reaches its processes, its tasks or its session logs
+    (Ray logs a task's runtime env in clear); its files are this user's only; a client without its token
+    is refused (Ray listens on every interface); nothing of it is left after the stage."""
+    import tempfile
+
+    monkeypatch.setenv("KOTONE_ARTIFACTS", str(tmp_path / "artifacts"))
+    for name, value in FAKE_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a user's shell set up for some other cluster
+    sessions = Path(tempfile.mkdtemp(prefix="kt-", dir="/tmp"))  # Ray's socket paths must stay short
+    monkeypatch.setattr(tempfile, "tempdir", str(sessions))
+    seen: dict = {}
+
+    def while_running(key: str, result: object) -> None:
+        (session,) = sessions.iterdir()
+        seen["mode"] = session.stat().st_mode & 0o777
+        seen["leaks"] = _files_containing(session, list(FAKE_SECRETS.values()))
+        seen["stranger"] = _connect_without_token(result["gcs"], tmp_path / "stranger")
+
+    results = run_tasks(
+        environment_and_gcs, {"probe": ()}, cpus_per_task=1, num_cpus=1, on_done=while_running
+    )
+
+    assert not set(FAKE_SECRETS) & set(results["probe"]["environ"])
+    assert seen["leaks"] == []
+    assert seen["mode"] == 0o700
+    home_ray = tmp_path / "artifacts" / "ray" / "home" / ".ray"
+    assert home_ray.stat().st_mode & 0o777 == 0o700
+    assert seen["stranger"].returncode != 0 and "connected" not in seen["stranger"].stdout
+    assert list(sessions.iterdir()) == []
+    sessions.rmdir()
+    assert os.environ["MISTRAL_API_KEY"] == FAKE_SECRETS["MISTRAL_API_KEY"]  # the driver keeps its own
+    assert os.environ["RAY_AUTH_MODE"] == "disabled"
