@@ -16,14 +16,16 @@ from tools.evaluation.baselines import learnability
 TOP_FAILURES = 20
 
 
-def cached_learnability(config: LoopConfig) -> list[LearnabilitySlice]:
-    """Learnability of the training split (5-fold CV), computed once per dataset and seed."""
+def cached_learnability(config: LoopConfig, *, keep: bool = True) -> list[LearnabilitySlice]:
+    """Learnability of the training split (5-fold CV), computed once per dataset and seed; `keep=False`
+    (read-only callers) computes it without writing the cache."""
     data = dataset(config)
     cache = loop_dir() / f"learnability_{data.name.replace('/', '_')}_seed{config.seed}.json"
     if cache.exists():
         return [LearnabilitySlice.model_validate(s) for s in json.loads(cache.read_text())]
     slices = learnability(data.train, seed=config.seed)
-    atomic_write_json(cache, [s.model_dump() for s in slices])
+    if keep:
+        atomic_write_json(cache, [s.model_dump() for s in slices])
     return slices
 
 

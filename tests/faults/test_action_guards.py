@@ -97,3 +97,20 @@ def test_annotations_say_which_tools_change_things():
         "predict_tool",
     ):
         assert annotations[name].read_only_hint is True, name
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        "get_learnability_tool",
+        "get_augmentation_capacity_tool",
+        "get_champion_tool",
+        "get_cycle_history_tool",
+    ],
+)
+def test_a_read_only_tool_writes_nothing(artifacts, tool):
+    """Annotated read-only means it: no cache file, no folder, not even on a first call."""
+    before = sorted(p.relative_to(artifacts) for p in artifacts.rglob("*"))
+    result = _call(tool, {})
+    assert not result.is_error, result.content
+    assert sorted(p.relative_to(artifacts) for p in artifacts.rglob("*")) == before

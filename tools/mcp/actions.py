@@ -78,11 +78,12 @@ def diagnose_failures_tool(cycle: Cycle, lock_token: LockToken) -> dict[str, Any
 
 def get_learnability_tool() -> list[LearnabilitySlice]:
     """Per (source type, dim): 5-fold CV MAE on train of TF-IDF+ridge vs the constant; `learnable` marks
-    slices where a model beats the constant (the rest look like label noise)."""
+    slices where a model beats the constant (the rest look like label noise). Read-only: before the
+    diagnose stage has cached the table it is computed in memory, nothing is written."""
     from loop.stages.diagnose import cached_learnability
     from loop.stages.inputs import load_loop_config
 
-    return cached_learnability(load_loop_config())
+    return cached_learnability(load_loop_config(), keep=False)
 
 
 def get_augmentation_capacity_tool() -> dict[str, Any]:
