@@ -14,6 +14,7 @@
 | augmentation.target_buckets | focus dims only; distinct ints 0 .. 10   | dropped / clipped / deduplicated|
 | focus_dims                  | 1 .. 3 distinct dims (schema: 1 .. 3)    | duplicates dropped              |
 | student.options             | fields of the LM student's own config    | unknown keys dropped            |
+| student.options hyperparam. | a name of `HParams` (learning_rate, ...) | moved into hparams, then bounded|
 | student.components (stack)  | at least one                             | the default stack               |
 
 Every candidate of a plan is clipped; each clip appends a line such as
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import math
 from typing import NamedTuple
+
+from pydantic import ValidationError
 
 from tools.core.contracts import AugmentationSpec, CandidateSpec, Capacity, CyclePlan, HParams, StudentRecipe
 from tools.core.schema import SCALE_MAX, SCALE_MIN
@@ -133,8 +136,31 @@ def clip_student(recipe: StudentRecipe, clipped: list[str]) -> StudentRecipe:
     return recipe.model_copy(update=update)
 
 
+def split_hparam_options(options: dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
+    """(hyperparameters, other knobs) of a student's options: a hyperparameter has one door, `HParams`."""
+    hparams = {k: v for k, v in options.items() if k in HParams.model_fields}
+    return hparams, {k: v for k, v in options.items() if k not in HParams.model_fields}
+
+
+def _move_hparam_options(spec: CandidateSpec, clipped: list[str]) -> CandidateSpec:
+    moved, others = split_hparam_options(spec.student.options)
+    if not moved:
+        return spec
+    names = ", ".join(sorted(moved))
+    try:
+        hparams = HParams.model_validate({**spec.hparams.model_dump(), **moved})
+        clipped.append(f"student.options {names} moved into hparams (hyperparameters are bounded there)")
+    except ValidationError:
+        hparams = spec.hparams
+        clipped.append(f"student.options {names} dropped (not valid hyperparameter values)")
+    return spec.model_copy(
+        update={"hparams": hparams, "student": spec.student.model_copy(update={"options": others})}
+    )
+
+
 def clip_candidate(spec: CandidateSpec, capacity: Capacity, clipped: list[str]) -> CandidateSpec:
     """A copy of one candidate with every value inside its range; clips appended to `clipped`."""
+    spec = _move_hparam_options(spec, clipped)
     focus_dims = list(dict.fromkeys(spec.focus_dims))
     if focus_dims != spec.focus_dims:
         clipped.append(f"focus_dims {spec.focus_dims} -> {focus_dims} (distinct dims)")

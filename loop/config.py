@@ -54,7 +54,9 @@ class LoopConfig(BaseModel):
     student_options: dict[str, Any] = Field(
         default_factory=dict,
         description="extra knobs of the student's own config (RegressionConfig / TrainConfig), e.g. "
-        '{"layers_kept": 8, "lora_layers": 4}; the planner\'s hyperparameters are applied on top',
+        '{"layers_kept": 8, "lora_layers": 4}. A hyperparameter named here (learning_rate, lora_r, ...: the '
+        "fields of HParams) sets the planner's starting value and must lie within the guardrails' bounds; "
+        "from then on the planner's hyperparameters decide",
     )
     decoder: Literal["skeleton", "skeleton_ev", "free"] = Field(
         "skeleton_ev", description="decoder of generative students (regression students have one)"
@@ -119,14 +121,39 @@ class LoopConfig(BaseModel):
     gate: GateConfig = Field(default_factory=GateConfig)
 
     def default_hparams(self) -> HParams:
-        return DEFAULT_HPARAMS[self.student]
+        """Where a planner starts: the student type's defaults, with any hyperparameter of student_options."""
+        from agent.guardrails import split_hparam_options
+
+        starting = split_hparam_options(self.student_options)[0]
+        return HParams.model_validate({**DEFAULT_HPARAMS[self.student].model_dump(), **starting})
+
+    def student_knobs(self) -> dict[str, Any]:
+        """student_options without the hyperparameters (those have one door: the plan's HParams)."""
+        from agent.guardrails import split_hparam_options
+
+        return split_hparam_options(self.student_options)[1]
 
     @field_validator("student_options")
     @classmethod
     def _options_fit_the_student(cls, options: dict[str, Any], info: Any) -> dict[str, Any]:
+        from agent.guardrails import clip_hparams, split_hparam_options
+
         student = info.data.get("student")
         if not options or student is None:
             return options
+        hparams, options = split_hparam_options(options)
+        if hparams:
+            try:
+                starting = HParams.model_validate({**DEFAULT_HPARAMS[student].model_dump(), **hparams})
+            except ValidationError as error:
+                first = error.errors()[0]
+                raise SettingError(
+                    "student_options", f"{first['loc'][0]}: {first['msg']} (got {first.get('input')!r})"
+                ) from None
+            clips: list[str] = []
+            clip_hparams(starting, clips)
+            if clips:
+                raise SettingError("student_options", f"outside the guardrails' bounds: {'; '.join(clips)}")
         if student == "regression":
             from tools.student.regression import RegressionConfig as options_model
         else:
@@ -139,7 +166,7 @@ class LoopConfig(BaseModel):
             raise SettingError(
                 "student_options", f"{where}: {first['msg']} (got {first.get('input')!r})"
             ) from None
-        return options
+        return {**hparams, **options}
 
 
 def _coerce(raw: str) -> object:

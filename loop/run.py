@@ -150,7 +150,7 @@ def planning_context(config: LoopConfig) -> Any:
     return PlanningContext(
         candidates=config.candidates,
         default_hparams=config.default_hparams(),
-        default_options=config.student_options,
+        default_options=config.student_knobs(),
         folds=config.cv_folds,
     )
 

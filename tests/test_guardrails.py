@@ -205,3 +205,35 @@ def test_every_range_is_described_with_the_capacity() -> None:
     assert ranges["replay_rows"] == "0 .. 40"
     assert ranges["target_buckets"] == "per focus dim, distinct integers 0 .. 10"
     assert ranges["focus_dims"] == "1 .. 3 distinct dims"
+
+
+@pytest.mark.parametrize("family", ["regression", "generative", "stack"])
+def test_a_hyperparameter_sent_as_a_student_option_gets_the_same_bounds(family) -> None:
+    """One door per knob: `options={"learning_rate": 1.0}` is the plan's learning rate, clipped to 5e-3,
+    and no longer an option that the trainer's config would apply over the clipped hparams."""
+    recipe = StudentRecipe(family=family, options={"learning_rate": 1.0, "lora_r": 48})
+    spec, lines = clip_lines(candidate(student=recipe))
+    assert spec.hparams.learning_rate == 5e-3 and spec.hparams.lora_r == 32
+    assert "learning_rate" not in spec.student.options and "lora_r" not in spec.student.options
+    assert lines[:2] == [
+        "student.options learning_rate, lora_r moved into hparams (hyperparameters are bounded there)",
+        "learning_rate 1 -> 0.005 (allowed 1e-05 .. 0.005)",
+    ]
+
+
+def test_a_hyperparameter_option_that_is_not_a_value_is_dropped() -> None:
+    spec, lines = clip_lines(candidate(student=StudentRecipe(options={"epochs": "many"})))
+    assert spec.hparams == HParams() and "epochs" not in spec.student.options
+    assert lines == ["student.options epochs dropped (not valid hyperparameter values)"]
+
+
+@pytest.mark.parametrize("config_class", ["regression", "generative"])
+def test_the_trainers_configs_take_hyperparameters_from_hparams_only(config_class) -> None:
+    """The last door: a student's config refuses an override of a knob the guardrails bound."""
+    from tools.student.generative_training import TrainConfig
+    from tools.student.regression import RegressionConfig
+
+    config = RegressionConfig if config_class == "regression" else TrainConfig
+    with pytest.raises(ValueError, match="learning_rate: hyperparameters are set through HParams"):
+        config.from_hparams(HParams(), learning_rate=1.0)
+    assert config.from_hparams(HParams(learning_rate=5e-3)).learning_rate == 5e-3

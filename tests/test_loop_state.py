@@ -69,3 +69,17 @@ def test_a_run_on_another_dataset_than_the_champions_is_refused_before_anything_
     assert (
         "some-other-data/valid" in error and "kotone-shipped/valid" in error and "KOTONE_ARTIFACTS" in error
     )
+
+
+def test_student_options_may_set_a_starting_hyperparameter_inside_the_guardrails_only() -> None:
+    """KOTONE_STUDENT_OPTIONS / --config: a hyperparameter there is the planner's starting value, bounded like
+    the plan's; the other knobs stay the student's options."""
+    from loop.config import ConfigError, load_config
+
+    config = load_config(environ={"KOTONE_STUDENT_OPTIONS": '{"learning_rate": 0.001, "layers_kept": 6}'})
+    assert config.default_hparams().learning_rate == 0.001
+    assert config.student_knobs() == {"layers_kept": 6}
+    with pytest.raises(ConfigError, match=r"\(student_options\): outside the guardrails' bounds: learning_rate 1 -> 0.005"):
+        load_config(environ={"KOTONE_STUDENT_OPTIONS": '{"learning_rate": 1.0}'})
+    with pytest.raises(ConfigError, match=r"\(student_options\): lora_r"):
+        load_config(environ={"KOTONE_STUDENT_OPTIONS": '{"lora_r": "wide"}'})

@@ -33,6 +33,13 @@ class HParams(BaseModel):
     grad_accum: int = Field(1, description="micro-batches per optimizer step")
 
 
+def refuse_hparam_overrides(overrides: dict[str, object]) -> None:
+    """A hyperparameter has one door, `HParams` (bounded by the guardrails), never a student option."""
+    named = sorted(set(overrides) & set(HParams.model_fields))
+    if named:
+        raise ValueError(f"{', '.join(named)}: hyperparameters are set through HParams, not student options")
+
+
 class AugmentationSpec(BaseModel):
     """What a candidate's training set adds to the training split: feasible counts, not wishes."""
 

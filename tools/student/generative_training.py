@@ -27,7 +27,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.core.atomic import atomic_write_json
-from tools.core.contracts import HParams
+from tools.core.contracts import HParams, refuse_hparam_overrides
 from tools.core.progress import Progress
 from tools.core.schema import TrainingRow
 from tools.data.dataset import data_hash
@@ -77,7 +77,9 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_hparams(cls, hparams: HParams, **overrides: object) -> TrainConfig:
-        """The planner's hyperparameters mapped onto the trainer; `overrides` set any other knob."""
+        """The planner's hyperparameters mapped onto the trainer; `overrides` set any other knob, never a
+        hyperparameter (those come through `hparams` only, the values the guardrails bounded)."""
+        refuse_hparam_overrides(overrides)
         return cls(**{**hparams.model_dump(), **overrides})
 
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.core.contracts import HParams
+from tools.core.contracts import HParams, refuse_hparam_overrides
 from tools.core.schema import DIMS, SCALE_MAX, SCALE_MIN, Prediction, TrainingRow
 from tools.evaluation.baselines import format_values
 
@@ -92,7 +92,10 @@ class RegressionConfig(BaseModel):
 
     @classmethod
     def from_hparams(cls, hparams: HParams, **overrides: object) -> RegressionConfig:
-        """The planner's knobs mapped onto this student; grad_accum folds into the batch (cached features)."""
+        """The planner's knobs mapped onto this student; grad_accum folds into the batch (cached features).
+        `overrides` set the student's other knobs, never a hyperparameter: those come through `hparams`
+        only, the values the guardrails bounded."""
+        refuse_hparam_overrides(overrides)
         values: dict[str, object] = dict(
             learning_rate=hparams.learning_rate,
             lora_r=hparams.lora_r,
