@@ -8,10 +8,15 @@ A cycle trains K candidates; each is gated against the champion, and the gate kn
 3. the winner is re-confirmed: its recipe trained again with other seeds must pass the same checks on its
    own (one pre-specified test, so uncorrected). A recipe without randomness (no LM) needs no second draw.
 
+Unscored rows count: a row a report could not score (unparsed output, or served by a fallback) is charged
+at the train-median constant's error on that row (without the constant's report, at the worst error the
+scale allows), in the MAE margin, the bootstraps and the winner's gain. A model cannot gain by failing on
+its hardest rows.
+
 | check | passes when |
 |---|---|
 | same_rows | both reports scored the same dataset (same content hash and row count) |
-| mae_margin | champion MAE - candidate MAE >= `min_mae_improvement` |
+| mae_margin | champion MAE - candidate MAE >= `min_mae_improvement` (unscored rows charged) |
 | mse_margin | champion mse_norm - candidate mse_norm >= `min_mse_improvement` |
 | bootstrap | in a paired bootstrap over rows, P(candidate MAE < champion MAE) >= 1 - Holm's threshold |
 | json_valid | candidate json_valid_rate >= `min_json_valid_rate` |
@@ -30,6 +35,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.core.contracts import ChampionRecord
+from tools.core.schema import SCALE_MAX, SCALE_MIN
 from tools.evaluation.metrics import EvalReport
 from tools.evaluation.stats import BootstrapResult, holm_thresholds, paired_bootstrap
 
@@ -112,20 +118,53 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _row_errors(report: EvalReport, rounded: bool) -> dict[int, float]:
+CONSTANT_BASELINE = "train-median"
+Charges = dict[int, float]
+
+
+def unscored_charges(constant: EvalReport | None, rounded: bool) -> Charges:
+    """What an unscored row costs, by row index: the constant's error on it (rows it scored)."""
+    return {} if constant is None else _row_errors(constant, rounded, {})
+
+
+def _worst_error(target: list[int]) -> float:
+    return sum(max(t - SCALE_MIN, SCALE_MAX - t) for t in target) / len(target)
+
+
+def _row_errors(report: EvalReport, rounded: bool, charges: Charges | None) -> dict[int, float]:
+    """Per-row error; an unscored row is charged (`charges`, else the worst error), or left out when
+    `charges` is None."""
     errors = {}
     for row in report.rows:
         value = row.mae_rounded if rounded else row.mae
+        if value is None and charges is not None:
+            value = charges.get(row.index, _worst_error(row.target))
         if value is not None:
             errors[row.index] = value
     return errors
 
 
+def charged_mae(report: EvalReport, metric: str, charges: Charges) -> float | None:
+    """The report's MAE, its unscored rows charged; the report's own figure when it scored every row."""
+    if report.n_scored == report.n_rows:
+        return getattr(report, metric)
+    errors = _row_errors(report, metric == "vector_mae_rounded", charges)
+    return sum(errors.values()) / len(errors) if errors else None
+
+
 def compare_rows(
-    reference: EvalReport, candidate: EvalReport, *, rounded: bool, samples: int, seed: int
+    reference: EvalReport,
+    candidate: EvalReport,
+    *,
+    rounded: bool,
+    samples: int,
+    seed: int,
+    charges: Charges | None = None,
 ) -> BootstrapResult:
-    """Paired bootstrap over the rows scored in both reports: gain = reference error - candidate error."""
-    ref, cand = _row_errors(reference, rounded), _row_errors(candidate, rounded)
+    """Paired bootstrap over the rows of both reports (unscored rows charged, see `unscored_charges`):
+    gain = reference error - candidate error."""
+    charges = {} if charges is None else charges
+    ref, cand = _row_errors(reference, rounded, charges), _row_errors(candidate, rounded, charges)
     shared = sorted(ref.keys() & cand.keys())
     return paired_bootstrap([ref[i] - cand[i] for i in shared], samples=samples, seed=seed)
 
@@ -141,8 +180,10 @@ def run_gate(
     """Every check for one candidate. `bootstrap_alpha` is its (Holm-corrected) share of 1 - confidence."""
     rounded = config.metric == "vector_mae_rounded"
     alpha = 1 - config.confidence if bootstrap_alpha is None else bootstrap_alpha
-    champ_mae = getattr(champion, config.metric)
-    cand_mae = getattr(candidate, config.metric)
+    charges = unscored_charges((baselines or {}).get(CONSTANT_BASELINE), rounded)
+    champ_mae = charged_mae(champion, config.metric, charges)
+    cand_mae = charged_mae(candidate, config.metric, charges)
+    unscored = candidate.n_rows - candidate.n_scored
     checks: list[GateCheck] = []
 
     same = champion.data_hash == candidate.data_hash and champion.n_rows == candidate.n_rows
@@ -163,7 +204,8 @@ def run_gate(
             value=gain,
             threshold=config.min_mae_improvement,
             passed=gain is not None and gain >= config.min_mae_improvement,
-            detail=f"{config.metric}: champion {_fmt(champ_mae)} -> candidate {_fmt(cand_mae)}",
+            detail=f"{config.metric}: champion {_fmt(champ_mae)} -> candidate {_fmt(cand_mae)}"
+            + (f" ({unscored} unscored rows charged at the constant's error)" if unscored else ""),
         )
     )
 
@@ -183,7 +225,12 @@ def run_gate(
     )
 
     versus_champion = compare_rows(
-        champion, candidate, rounded=rounded, samples=config.bootstrap_samples, seed=config.seed
+        champion,
+        candidate,
+        rounded=rounded,
+        samples=config.bootstrap_samples,
+        seed=config.seed,
+        charges=charges,
     )
     checks.append(
         GateCheck(
@@ -247,7 +294,12 @@ def run_gate(
     if baselines:
         results = {
             name: compare_rows(
-                report, candidate, rounded=rounded, samples=config.bootstrap_samples, seed=config.seed
+                report,
+                candidate,
+                rounded=rounded,
+                samples=config.bootstrap_samples,
+                seed=config.seed,
+                charges=charges,
             )
             for name, report in baselines.items()
         }
@@ -281,10 +333,16 @@ def gate_candidates(
 ) -> CycleGate:
     """Gate the K evaluated candidates of a cycle against the champion, Holm-corrected; pick the winner."""
     rounded = config.metric == "vector_mae_rounded"
+    charges = unscored_charges(baselines.get(CONSTANT_BASELINE), rounded)
     names = sorted(candidates)
     bootstraps = {
         n: compare_rows(
-            champion, candidates[n], rounded=rounded, samples=config.bootstrap_samples, seed=config.seed
+            champion,
+            candidates[n],
+            rounded=rounded,
+            samples=config.bootstrap_samples,
+            seed=config.seed,
+            charges=charges,
         )
         for n in names
     }

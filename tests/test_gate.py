@@ -184,15 +184,66 @@ def test_the_bootstrap_is_paired_every_row_better_by_005_is_certain():
     assert versus.ci_low == pytest.approx(0.05) and versus.ci_high == pytest.approx(0.05)
 
 
-def test_the_bootstrap_compares_only_rows_scored_in_both_reports():
-    champion = uniform(1.0)
-    rows = [
-        r if r.index % 2 else r.model_copy(update={"abs_error": None, "json_valid": False})
-        for r in champion.rows
+def _unscored(report: EvalReport, rows: set[int], how: str = "fallback") -> EvalReport:
+    """`report` with `rows` served by a fallback (or unparsed): counted, never scored."""
+    changed = [
+        r.model_copy(
+            update={"abs_error": None, "abs_error_rounded": None}
+            | ({"served_by": "fallback"} if how == "fallback" else {"json_valid": False})
+        )
+        if r.index in rows
+        else r
+        for r in report.rows
     ]
-    half_scored = champion.model_copy(update={"rows": rows})
-    versus = compare_rows(half_scored, uniform(0.5), rounded=False, samples=500, seed=0)
-    assert versus.n_rows == N_ROWS // 2 and versus.mean_gain == pytest.approx(0.5)
+    served = (
+        {"model": report.n_rows - len(rows), "fallback": len(rows)}
+        if how == "fallback"
+        else {"model": report.n_rows}
+    )
+    return report.model_copy(
+        update={
+            "rows": changed,
+            "n_scored": report.n_rows - len(rows),
+            "served_by": served,
+            "fallback_rate": len(rows) / report.n_rows if how == "fallback" else 0.0,
+            "json_valid_rate": 1.0 if how == "fallback" else 1 - len(rows) / report.n_rows,
+        }
+    )
+
+
+def test_the_bootstrap_charges_an_unscored_row_at_the_constants_error_on_it():
+    constant = uniform(2.0)
+    half_scored = _unscored(uniform(1.0), {i for i in range(N_ROWS) if i % 2 == 0}, how="unparsed")
+    charges = {r.index: 2.0 for r in constant.rows}
+    versus = compare_rows(half_scored, uniform(0.5), rounded=False, samples=500, seed=0, charges=charges)
+    assert versus.n_rows == N_ROWS and versus.mean_gain == pytest.approx((1.5 + 0.5) / 2)
+
+
+def test_without_the_constant_an_unscored_row_costs_the_worst_error_the_scale_allows():
+    unscored = _unscored(uniform(0.0), {0})
+    target = unscored.rows[0].target
+    worst = sum(max(t, 10 - t) for t in target) / 6
+    versus = compare_rows(unscored, uniform(0.0), rounded=False, samples=200, seed=0)
+    assert versus.n_rows == N_ROWS and versus.mean_gain == pytest.approx(worst / N_ROWS)
+
+
+HARD_ROWS = set(range(6))  # 5% of the rows: the most a candidate may hand to a fallback
+
+
+def test_a_candidate_cannot_gain_by_handing_its_hardest_rows_to_a_fallback():
+    """The champion errs by 3 on six hard rows and 0.2 elsewhere; the candidate is 0.01 better elsewhere and
+    leaves the hard rows to a fallback. Scored on its own rows it gains 0.15; charged at the constant's error
+    on the rows it did not score it gains less than the margin."""
+    champion = exact([3.0 if i in HARD_ROWS else 0.2 for i in range(N_ROWS)])
+    candidate = _unscored(uniform(0.19), HARD_ROWS)
+    constant = exact([3.0 if i in HARD_ROWS else 1.5 for i in range(N_ROWS)])
+    assert champion.vector_mae - candidate.vector_mae > 0.1  # what the old gate compared
+    result = run_gate(champion, candidate, ["energy"], GateConfig(), {"train-median": constant})
+    assert result.check("fallback").passed
+    margin = result.check("mae_margin")
+    assert not margin.passed and margin.value == pytest.approx(0.34 - (0.19 * 114 + 3.0 * 6) / 120)
+    assert "6 unscored rows charged" in margin.detail
+    assert not result.promoted
 
 
 def test_invalid_json_fails_the_validity_check():
@@ -212,8 +263,8 @@ def test_fallback_served_rows_fail_the_gate_and_are_never_scored():
     assert candidate.n_scored == 0 and candidate.vector_mae is None
     result = run_gate(noisy(2.0, 1), candidate, ["energy"], GateConfig())
     assert {"fallback", "mae_margin", "mse_margin", "bootstrap"} <= set(result.failed)
-    assert "-> candidate n/a" in result.check("mae_margin").detail
-    assert result.check("mae_margin").value is None and result.check("bootstrap").value == 0.0
+    assert "(120 unscored rows charged at the constant's error)" in result.check("mae_margin").detail
+    assert result.check("mae_margin").value < 0 and result.check("bootstrap").value == 0.0
     assert (
         run_gate(noisy(2.0, 1), candidate, ["energy"], GateConfig(max_fallback_rate=1.0))
         .check("fallback")
@@ -378,12 +429,22 @@ def test_a_baseline_scored_on_another_dataset_fails_the_check():
     )
 
 
-def test_a_baseline_with_no_scored_rows_is_not_beaten():
+def test_a_baseline_with_no_scored_rows_is_charged_like_any_report():
+    """Its rows cost the worst error (there is no constant's error to charge): beaten by a good candidate,
+    and by nothing that is itself charged the worst error everywhere."""
     fallback_only = noisy(1.0, 3, served_by="fallback")
-    result = run_gate(
+    good = run_gate(
         uniform(2.0), uniform(0.2), ["energy"], GateConfig(), baselines={"train-median": fallback_only}
     )
-    assert result.failed == ["beats_baselines"] and result.check("beats_baselines").value == 0.0
+    assert good.promoted and good.check("beats_baselines").value == 1.0
+    also_fallback = run_gate(
+        uniform(2.0),
+        noisy(0.5, 4, served_by="fallback"),
+        ["energy"],
+        GateConfig(),
+        baselines={"train-median": fallback_only},
+    )
+    assert also_fallback.check("beats_baselines").value == 0.0
 
 
 # --- K candidates: Holm, the winner, the confirmation ----------------------------------------------------
