@@ -7,6 +7,9 @@ figures are the gate's. Every decision gets a one-line reason. The rules:
 Focus dims (what the teacher's pairs and the gate's focus check aim at)
 | step        | rule                                                                                       |
 |-------------|--------------------------------------------------------------------------------------------|
+| ranking     | the diagnose stage's (`PlanningContext.diagnosis`: the champion's out-of-fold errors on     |
+|             | train, ratio to the constant then failures), as it is. Without one (a planner run outside   |
+|             | the loop), the same rule over the snapshot's figures:                                       |
 | score       | per dim, ratio = champion CV MAE / train-median constant CV MAE (`champion_cv`,            |
 |             | `baselines_cv`); without a champion CV record, the constant's own per-dim CV MAE; without   |
 |             | the constant's, the champion's own.                                                         |
@@ -32,7 +35,7 @@ from agent.guardrails import apply_guardrails, clip_candidate
 from agent.mcp_client import ToolSession
 from agent.planner import Evidence, PlanningContext, SearchExhausted, read_evidence
 from agent.search import incumbent_spec, propose, tried_recipes
-from tools.core.contracts import AugmentationSpec, CyclePlan, FailureCase, MetricSummary
+from tools.core.contracts import AugmentationSpec, CyclePlan, Diagnosis, FailureCase, MetricSummary
 from tools.core.schema import DIMS, rank_dims_by_weakness
 
 CONSTANT_BASELINE = "train-median"
@@ -69,7 +72,24 @@ def unlearnable_dims(evidence: Evidence) -> set[str]:
     return {dim for dim, flags in by_dim.items() if not any(flags)}
 
 
-def choose_focus_dims(evidence: Evidence) -> tuple[list[str], str]:
+def focus_from_diagnosis(diagnosis: Diagnosis, evidence: Evidence) -> tuple[list[str], str]:
+    """The top of the diagnosis's ranking (learnable dims), within the ratio window."""
+    ratios = {w.dim: w.weakness for w in diagnosis.weak_dims}
+    counts = {w.dim: w.failures_off_by_2_plus for w in diagnosis.weak_dims}
+    skipped = unlearnable_dims(evidence)
+    learnable = [dim for dim in diagnosis.ranking if dim not in skipped]
+    note = f"; skipped unlearnable {', '.join(sorted(skipped))}" if skipped else ""
+    if not learnable:
+        learnable, note = diagnosis.ranking, "; every dim flagged unlearnable, so learnability was ignored"
+    top = ratios[learnable[0]]
+    focus = [d for d in learnable if top - ratios[d] <= FOCUS_RATIO_WINDOW][:MAX_FOCUS]
+    shown = ", ".join(f"{d} {ratios[d]:.2f} ({counts[d]} failures)" for d in focus)
+    return focus, f"diagnosis ({diagnosis.evidence}), weakest first: {shown}{note}"
+
+
+def choose_focus_dims(evidence: Evidence, diagnosis: Diagnosis | None = None) -> tuple[list[str], str]:
+    if diagnosis is not None:
+        return focus_from_diagnosis(diagnosis, evidence)
     snapshot = evidence.snapshot
     constant = snapshot.baselines_cv.get(CONSTANT_BASELINE)
     model: MetricSummary | None = snapshot.champion_cv or constant
@@ -129,7 +149,7 @@ def choose_augmentation(focus: list[str], evidence: Evidence) -> tuple[Augmentat
 
 def plan_from_evidence(evidence: Evidence, cycle: int, context: PlanningContext) -> CyclePlan:
     """K untried candidates around the incumbent; `SearchExhausted` when there is none."""
-    focus, focus_reason = choose_focus_dims(evidence)
+    focus, focus_reason = choose_focus_dims(evidence, context.diagnosis)
     augmentation, augmentation_reason = choose_augmentation(focus, evidence)
     champion = evidence.champion
     incumbent = incumbent_spec(

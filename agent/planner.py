@@ -2,7 +2,7 @@
 `agent.backends`).
 
 A planner gets an open `ToolSession`, the cycle number and a `PlanningContext` (what the loop knows that
-is not read through tools: defaults and limits) and returns a `CyclePlan` that has been through the
+is not read through tools: defaults, limits, and the diagnose stage's weak-dim ranking) and returns a `CyclePlan` that has been through the
 guardrails. Evidence (eval snapshot, cycle history, champion, learnability) is read through the tools,
 so every number a plan rests on is in the cycle's `mcp_eval_snapshot.json`.
 """
@@ -19,6 +19,7 @@ from tools.core.contracts import (
     ChampionRecord,
     CycleHistoryEntry,
     CyclePlan,
+    Diagnosis,
     EvalSnapshot,
     HParams,
     LearnabilitySlice,
@@ -63,6 +64,10 @@ class PlanningContext(BaseModel):
     project_name: str | None = Field(None, description="W&B project, for the W&B-mirroring tools")
     history_limit: int = Field(50, description="most recent cycles read from the history tool")
     operator_notes: list[str] = Field(default_factory=list, description="free text shown to model planners")
+    diagnosis: Diagnosis | None = Field(
+        None,
+        description="the cycle's diagnose stage output: the one weak-dim ranking the focus is chosen from",
+    )
 
 
 class Planner(Protocol):

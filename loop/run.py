@@ -144,14 +144,16 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def planning_context(config: LoopConfig) -> Any:
+def planning_context(config: LoopConfig, cycle: int) -> Any:
     from agent.planner import PlanningContext
+    from loop.stages.diagnose import read_diagnosis
 
     return PlanningContext(
         candidates=config.candidates,
         default_hparams=config.default_hparams(),
         default_options=config.student_knobs(),
         folds=config.cv_folds,
+        diagnosis=read_diagnosis(cycle),
     )
 
 
@@ -159,7 +161,9 @@ async def plan_stage(session: Any, cycle: int, config: LoopConfig, out: Path) ->
     from agent.backends import PlannerConfig, make_planner
     from tools.core.atomic import atomic_write_json
 
-    plan = await make_planner(PlannerConfig.from_loop(config)).plan(session, cycle, planning_context(config))
+    plan = await make_planner(PlannerConfig.from_loop(config)).plan(
+        session, cycle, planning_context(config, cycle)
+    )
     atomic_write_json(out / "plan.json", plan)
     session.transcript.write(out)
     print(

@@ -23,6 +23,8 @@ from tools.core.contracts import (
     ChampionRecord,
     CycleHistoryEntry,
     CyclePlan,
+    DiagnosedDim,
+    Diagnosis,
     EvalSnapshot,
     FailureCase,
     HParams,
@@ -438,3 +440,41 @@ def test_dims_rank_by_ratio_to_the_constant_then_by_hard_failures_when_ratios_ti
         "warmth",
         "brightness",
     ]
+
+
+def _diagnosis(order: list[str], ratios: list[float]) -> Diagnosis:
+    return Diagnosis(
+        cycle=1,
+        evidence="out-of-fold errors on the training split",
+        weak_dims=[
+            DiagnosedDim(
+                dim=d,
+                champion_cv_mae=r,
+                constant_cv_mae=1.0,
+                ratio_to_constant=r,
+                failures_off_by_2_plus=0,
+                learnable_slices=["rule_prompt"],
+            )
+            for d, r in zip(order, ratios, strict=True)
+        ],
+        learnability=[],
+    )
+
+
+def test_the_focus_is_the_top_of_the_diagnosis_ranking_not_a_ranking_of_its_own() -> None:
+    """One weak-dim ranking per cycle: the snapshot's figures say energy is weakest, the diagnosis (the
+    champion's 20 worst out-of-fold rows, the cycle-0 constant's CV) says nostalgia then acousticness;
+    the plan follows the diagnosis, window and all."""
+    order = ["nostalgia", "acousticness", "warmth", "energy", "brightness", "complexity"]
+    diagnosis = _diagnosis(order, [1.30, 1.22, 1.05, 1.0, 0.9, 0.8])
+    evidence = fixture(snapshot([1.5, 0.5, 0.5, 0.5, 0.5, 0.5]))
+
+    async def go() -> CyclePlan:
+        async with open_session(build_server(evidence)) as session:
+            context = PlanningContext(candidates=2, diagnosis=diagnosis)
+            return await OfflinePlanner().plan(session, 1, context)
+
+    plan = asyncio.run(go())
+    assert plan.focus_dims == ["nostalgia", "acousticness"] == diagnosis.ranking[:2]
+    assert all(spec.focus_dims == plan.focus_dims for spec in plan.candidates)
+    assert plan.reasons["focus_dims"].startswith("diagnosis (out-of-fold errors on the training split)")

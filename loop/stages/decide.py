@@ -40,6 +40,7 @@ from loop.stages.candidate import (
     train_specs,
     training_outcome,
 )
+from loop.stages.diagnose import read_diagnosis
 from loop.stages.inputs import candidate_dir, dataset, read_plan
 from loop.stages.scoring import evaluate_student, log_valid
 from loop.state import now_iso
@@ -49,7 +50,6 @@ from tools.core.contracts import (
     ChampionRecord,
     CycleHistoryEntry,
     HParams,
-    LearnabilitySlice,
 )
 from tools.core.paths import cycle_dir
 from tools.evaluation.metrics import EvalReport
@@ -191,7 +191,7 @@ def build_decision(cycle: int, config: LoopConfig, started_at: str) -> DecisionR
     for name, baseline in baseline_reports().items():
         if baseline.data_hash == champion_valid.data_hash:
             table.append(TableRow.from_report(f"baseline {name}", baseline))
-    decision_input = json.loads((cycle_dir(cycle) / "mcp_decision_input.json").read_text())
+    diagnosis = read_diagnosis(cycle)
     sources, runs = _sources(cycle)
     after = promoted_record(cycle, result) if result.promoted else before
     return DecisionRecord(
@@ -203,14 +203,14 @@ def build_decision(cycle: int, config: LoopConfig, started_at: str) -> DecisionR
         runs_read=runs,
         weak_dims=[
             WeakDim(
-                dim=w["dim"],
-                champion_cv_mae=w["champion_cv_mae"],
-                constant_cv_mae=w["constant_cv_mae"],
-                focus=w["dim"] in plan.focus_dims,
+                dim=w.dim,
+                champion_cv_mae=w.champion_cv_mae,
+                constant_cv_mae=w.constant_cv_mae,
+                focus=w.dim in plan.focus_dims,
             )
-            for w in decision_input["weak_dims"]
+            for w in diagnosis.weak_dims
         ],
-        learnability=[LearnabilitySlice.model_validate(s) for s in decision_input["learnability"]],
+        learnability=diagnosis.learnability,
         plan=plan,
         candidates=_candidate_rows(cycle, config, result),
         winner=result.winner,

@@ -8,12 +8,13 @@ from loop.config import LoopConfig
 from loop.registry import champion_oof, current_champion, registered
 from loop.stages.inputs import dataset
 from tools.core.atomic import atomic_write_json
-from tools.core.contracts import LearnabilitySlice
+from tools.core.contracts import DiagnosedDim, Diagnosis, LearnabilitySlice
 from tools.core.paths import cycle_dir, loop_dir
 from tools.core.schema import DIMS, rank_dims_by_weakness
 from tools.evaluation.baselines import learnability
 
 TOP_FAILURES = 20
+DIAGNOSIS_FILE = "mcp_decision_input.json"
 
 
 def cached_learnability(config: LoopConfig, *, keep: bool = True) -> list[LearnabilitySlice]:
@@ -29,7 +30,7 @@ def cached_learnability(config: LoopConfig, *, keep: bool = True) -> list[Learna
     return slices
 
 
-def diagnose(cycle: int, config: LoopConfig) -> dict:
+def diagnose(cycle: int, config: LoopConfig) -> Diagnosis:
     """Weak dims from the champion's out-of-fold errors on the TRAINING split (per-dim CV MAE against the
     constant's, failures off by 2+), and learnability. Valid is the gate's: no diagnosis reads it."""
     slices = cached_learnability(config)
@@ -50,30 +51,32 @@ def diagnose(cycle: int, config: LoopConfig) -> dict:
         mae = cv.per_dim_mae.get(d) if cv else None
         reference = constant.per_dim_mae.get(d) if constant else None
         weak.append(
-            {
-                "dim": d,
-                "champion_cv_mae": mae,
-                "constant_cv_mae": reference,
-                "ratio_to_constant": mae / reference if mae is not None and reference else None,
-                "failures_off_by_2_plus": concentration[d],
-                "learnable_slices": [s.source_type for s in slices if s.dim == d and s.learnable],
-            }
+            DiagnosedDim(
+                dim=d,
+                champion_cv_mae=mae,
+                constant_cv_mae=reference,
+                ratio_to_constant=mae / reference if mae is not None and reference else None,
+                failures_off_by_2_plus=concentration[d],
+                learnable_slices=[s.source_type for s in slices if s.dim == d and s.learnable],
+            )
         )
     order = rank_dims_by_weakness(
-        {w["dim"]: w["ratio_to_constant"] or w["champion_cv_mae"] or 0.0 for w in weak},
-        {w["dim"]: w["failures_off_by_2_plus"] for w in weak},
+        {w.dim: w.weakness for w in weak}, {w.dim: w.failures_off_by_2_plus for w in weak}
     )
-    weak.sort(key=lambda w: order.index(w["dim"]))
-    decision_input = {
-        "cycle": cycle,
-        "evidence": "out-of-fold errors on the training split"
+    diagnosis = Diagnosis(
+        cycle=cycle,
+        evidence="out-of-fold errors on the training split"
         if cv
         else "no CV for the champion (zero-shot base model)",
-        "weak_dims": weak,
-        "learnability": [s.model_dump() for s in slices],
-    }
-    atomic_write_json(cycle_dir(cycle) / "mcp_decision_input.json", decision_input)
-    return decision_input
+        weak_dims=sorted(weak, key=lambda w: order.index(w.dim)),
+        learnability=slices,
+    )
+    atomic_write_json(cycle_dir(cycle) / DIAGNOSIS_FILE, diagnosis)
+    return diagnosis
+
+
+def read_diagnosis(cycle: int) -> Diagnosis:
+    return Diagnosis.model_validate_json((cycle_dir(cycle) / DIAGNOSIS_FILE).read_text())
 
 
 def _row_mae(prediction: list[float], target: list[int]) -> float:

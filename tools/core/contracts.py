@@ -299,6 +299,36 @@ class LearnabilitySlice(BaseModel):
     learnable: bool = Field(description="model beats the constant by a clear margin")
 
 
+class DiagnosedDim(BaseModel):
+    """One dim in the diagnosis: the champion's out-of-fold error on TRAIN against the constant's."""
+
+    dim: str
+    champion_cv_mae: float | None
+    constant_cv_mae: float | None
+    ratio_to_constant: float | None = Field(description="champion CV MAE / constant CV MAE (1 = no better)")
+    failures_off_by_2_plus: int = Field(description="of the champion's worst out-of-fold rows")
+    learnable_slices: list[str] = Field(description="source types where a model beats the constant")
+
+    @property
+    def weakness(self) -> float:
+        """What the ranking sorts on: the ratio, else the champion's own CV MAE."""
+        return self.ratio_to_constant or self.champion_cv_mae or 0.0
+
+
+class Diagnosis(BaseModel):
+    """The diagnose stage's output and the planner's focus input: the ONE weak-dim ranking of a cycle
+    (weakest first), from the champion's out-of-fold errors on the training split. Valid is never read."""
+
+    cycle: int
+    evidence: str = Field(description="what the ranking rests on")
+    weak_dims: list[DiagnosedDim] = Field(description="every dim, weakest first")
+    learnability: list[LearnabilitySlice]
+
+    @property
+    def ranking(self) -> list[str]:
+        return [w.dim for w in self.weak_dims]
+
+
 class EvalSnapshot(BaseModel):
     """What the agent reads first each cycle. Decisions rest on the cross-validated figures of the training
     split (`champion_cv`, `baselines_cv`, `top_failures`: the champion's worst out-of-fold TRAIN rows);

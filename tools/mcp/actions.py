@@ -19,7 +19,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from tools.core.contracts import ChampionRecord, LearnabilitySlice
+from tools.core.contracts import ChampionRecord, Diagnosis, LearnabilitySlice
 from tools.core.paths import cycle_dir, loop_dir, registry_dir
 from tools.mcp.safety import READ_ONLY, add_tools
 
@@ -68,9 +68,9 @@ def bootstrap_champion_tool(lock_token: LockToken) -> ChampionRecord:
     return bootstrap_champion(config)
 
 
-def diagnose_failures_tool(cycle: Cycle, lock_token: LockToken) -> dict[str, Any]:
-    """Weak dims of the champion from its out-of-fold errors on the training split, and learnability
-    slices; also written to the cycle's mcp_decision_input.json."""
+def diagnose_failures_tool(cycle: Cycle, lock_token: LockToken) -> Diagnosis:
+    """Weak dims of the champion, ranked weakest first, from its out-of-fold errors on the training split,
+    and learnability slices; also written to the cycle's mcp_decision_input.json (the planner's input)."""
     from loop.stages.diagnose import diagnose
 
     return diagnose(cycle, _guard(lock_token, cycle))
