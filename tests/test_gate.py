@@ -580,3 +580,28 @@ def test_a_winner_that_fails_its_confirmation_is_not_promoted():
     result.confirm = run_gate(champion, uniform(1.0), ["energy"], GateConfig())
     assert not result.promoted
     assert not CycleGate.model_validate_json(result.model_dump_json()).promoted
+
+
+def test_holm_thresholds_follow_each_candidates_own_p_value_whatever_the_names():
+    """Names in the opposite order of the evidence: the stronger candidate is called b. Its threshold is
+    alpha / 2, the weaker's alpha (thresholds attached by p-value, not by name order)."""
+    config = GateConfig(holm=True)
+    alpha = 1 - config.confidence
+    result = cycle(HOLM_CHAMPION, {"b": HOLM_A, "a": HOLM_B}, config)
+    assert result.p_values["b"] < result.p_values["a"]
+    assert result.holm_thresholds == {"b": pytest.approx(alpha / 2), "a": pytest.approx(alpha)}
+
+
+def test_at_equal_latency_the_larger_gain_wins_even_within_the_margin():
+    champion = uniform(1.0)
+    result = cycle(champion, {"a": uniform(0.5), "b": uniform(0.495)}, GateConfig())
+    assert result.winner == "b" and result.winner_gain == pytest.approx(0.505)
+
+
+def test_a_faster_candidate_just_outside_the_margin_of_the_best_does_not_win():
+    """Gains 0.515 and 0.500: 0.015 apart, more than the margin (0.01) and less than twice it."""
+    champion = uniform(1.0)
+    candidates = {"best": uniform(0.485, latency=100.0), "fast": uniform(0.5, latency=2.0)}
+    result = cycle(champion, candidates, GateConfig())
+    assert all(not r.failed for r in result.candidates.values())
+    assert result.winner == "best"

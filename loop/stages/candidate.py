@@ -63,6 +63,11 @@ def training_outcome(cycle: int, name: str, folder: str = "") -> TrainingOutcome
     return TrainingOutcome.model_validate_json(path.read_text()) if path.is_file() else None
 
 
+def training_seed(spec: CandidateSpec, seed_offset: int) -> int:
+    """The seed a training run of `spec` starts from; the confirmation's offset gives it other seeds."""
+    return spec.seed + seed_offset
+
+
 def train_candidate_task(cycle: int, name: str, seed_offset: int, folder: str) -> dict[str, Any]:
     """One candidate, in a Ray worker: the recipe trained on the candidate's rows into `folder`."""
     config = load_loop_config()
@@ -84,7 +89,7 @@ def train_candidate_task(cycle: int, name: str, seed_offset: int, folder: str) -
         load_jsonl(root / TRAIN_FILE),
         base_spec=config.base_model,
         output_dir=root / folder / STUDENT_DIR,
-        seed=spec.seed + seed_offset,
+        seed=training_seed(spec, seed_offset),
         pruner=pruner,
         time_budget_s=config.train_time_budget_s,
         checkpoint_every_steps=config.checkpoint_every_steps,

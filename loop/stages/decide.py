@@ -21,7 +21,7 @@ from loop.decision_log import (
     hparam_patch,
     write_decision,
 )
-from loop.gate import CycleGate, gate_candidates, run_gate
+from loop.gate import CycleGate, GateConfig, gate_candidates, run_gate
 from loop.history import append_history, read_history
 from loop.registry import (
     baseline_reports,
@@ -47,6 +47,7 @@ from loop.state import now_iso
 from tools.core.atomic import atomic_write_json
 from tools.core.contracts import (
     CandidateOutcome,
+    CandidateSpec,
     ChampionRecord,
     CycleHistoryEntry,
     HParams,
@@ -80,16 +81,29 @@ def gate(cycle: int, config: LoopConfig) -> CycleGate:
     return result
 
 
+def confirmation_skipped(spec: CandidateSpec, gate: GateConfig) -> str | None:
+    """Why the winner needs no second draw of seeds, or None when it must be confirmed."""
+    if not gate.confirm:
+        return "confirmation switched off (gate.confirm = false)"
+    if not spec.student.uses_lm:
+        return "no language model in the recipe: its predictions do not depend on the seed"
+    return None
+
+
+def promoted_candidate(gate: CycleGate) -> str | None:
+    """The candidate the log stage makes champion: the gate's winner, and only once it passed its
+    confirmation (or needed none)."""
+    return gate.winner if gate.promoted else None
+
+
 def confirm(cycle: int, config: LoopConfig) -> CycleGate:
     """The winner's recipe trained again with other seeds must pass the gate on its own (uncorrected)."""
     result = read_gate(cycle)
     if result.winner is None or result.confirm is not None or result.confirm_note:
         return result
     spec = read_plan(cycle).candidate(result.winner)
-    if not config.gate.confirm:
-        result.confirm_note = "confirmation switched off (gate.confirm = false)"
-    elif not spec.student.uses_lm:
-        result.confirm_note = "no language model in the recipe: its predictions do not depend on the seed"
+    if skip := confirmation_skipped(spec, config.gate):
+        result.confirm_note = skip
     else:
         outcome = train_specs(cycle, [spec], config, seed_offset=CONFIRM_SEED_OFFSET, folder=CONFIRM_DIR)[
             spec.name
@@ -238,9 +252,9 @@ def log_decision(cycle: int, config: LoopConfig, started_at: str, wall_s: float 
     else:
         record = build_decision(cycle, config, started_at)
     write_decision(record, out)  # the same bytes for the same record: a repeat rewrites nothing new
-    if record.gate.promoted and record.winner:
-        promote(cycle, record.winner)
-        evaluate_test_for_the_record(cycle, record.winner, config)
+    if (winner := promoted_candidate(record.gate)) is not None:
+        promote(cycle, winner)
+        evaluate_test_for_the_record(cycle, winner, config)
     if not any(e.cycle == cycle and e.status in ("promoted", "rejected") for e in read_history()):
         append_history(history_entry(record, wall_s))
     return record
