@@ -58,3 +58,21 @@ def test_a_kept_row_that_leaks_stops_the_candidate_before_anything_is_written(
     ):
         augment_candidate(spec, tmp_path, LoopConfig(teacher="offline"), shipped, list(shipped.train), seed=3)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_a_teacher_pair_that_repeats_a_held_out_row_is_dropped_whichever_split_holds_it(
+    tmp_path, spec, shipped, split
+):
+    """The offline teacher is deterministic: the rows it wrote in a first run are planted in the held-out
+    split of a second run's data (the test split as much as valid); the filter drops them before writing."""
+    config = LoopConfig(teacher="offline")
+    augment_candidate(spec, tmp_path / "first", config, shipped, list(shipped.train), seed=3)
+    written_first = load_jsonl(tmp_path / "first" / "generated_augmented_pairs.jsonl")
+    planted = written_first[:2]
+    data = shipped.model_copy(update={split: [*shipped.split(split), *planted]})
+    augment_candidate(spec, tmp_path / "second", config, data, list(shipped.train), seed=3)
+    kept = {r.request_text for r in load_jsonl(tmp_path / "second" / "generated_augmented_pairs.jsonl")}
+    train = {r.request_text for r in load_jsonl(tmp_path / "second" / TRAIN_FILE)}
+    assert not {r.request_text for r in planted} & (kept | train)
+    assert len(kept) < len(written_first)
