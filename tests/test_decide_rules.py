@@ -8,7 +8,7 @@ from test_gate import CHAMPION_RECORD, cycle, uniform
 
 from loop.gate import GateConfig, run_gate
 from loop.stages.candidate import CONFIRM_SEED_OFFSET, training_seed
-from loop.stages.decide import confirmation_skipped, promoted_candidate
+from loop.stages.decide import candidate_to_promote, confirmation_skipped
 from tools.core.contracts import AugmentationSpec, CandidateSpec, StudentRecipe
 from tools.student.ensemble import member_seed
 
@@ -23,17 +23,17 @@ def _winner_gate(confirm_offset: float | None):
 
 
 def test_a_winner_that_failed_its_confirmation_never_becomes_champion():
-    assert promoted_candidate(_winner_gate(confirm_offset=1.0)) is None
+    assert candidate_to_promote(_winner_gate(confirm_offset=1.0)) is None
 
 
 def test_a_confirmed_winner_or_one_that_needed_no_confirmation_becomes_champion():
-    assert promoted_candidate(_winner_gate(confirm_offset=0.5)) == "a"
-    assert promoted_candidate(_winner_gate(confirm_offset=None)) == "a"
+    assert candidate_to_promote(_winner_gate(confirm_offset=0.5)) == "a"
+    assert candidate_to_promote(_winner_gate(confirm_offset=None)) == "a"
 
 
 def test_without_a_winner_nobody_is_promoted():
     result = cycle(CHAMPION, {"a": uniform(2.0)}, GateConfig())
-    assert result.winner is None and promoted_candidate(result) is None
+    assert result.winner is None and candidate_to_promote(result) is None
     assert CHAMPION_RECORD.cycle == 0
 
 

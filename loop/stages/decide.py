@@ -90,7 +90,7 @@ def confirmation_skipped(spec: CandidateSpec, gate: GateConfig) -> str | None:
     return None
 
 
-def promoted_candidate(gate: CycleGate) -> str | None:
+def candidate_to_promote(gate: CycleGate) -> str | None:
     """The candidate the log stage makes champion: the gate's winner, and only once it passed its
     confirmation (or needed none)."""
     return gate.winner if gate.promoted else None
@@ -252,7 +252,7 @@ def log_decision(cycle: int, config: LoopConfig, started_at: str, wall_s: float 
     else:
         record = build_decision(cycle, config, started_at)
     write_decision(record, out)  # the same bytes for the same record: a repeat rewrites nothing new
-    if (winner := promoted_candidate(record.gate)) is not None:
+    if (winner := candidate_to_promote(record.gate)) is not None:
         promote(cycle, winner)
         evaluate_test_for_the_record(cycle, winner, config)
     if not any(e.cycle == cycle and e.status in ("promoted", "rejected") for e in read_history()):
