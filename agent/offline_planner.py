@@ -147,6 +147,13 @@ def choose_augmentation(focus: list[str], evidence: Evidence) -> tuple[Augmentat
     return spec, reason
 
 
+def planning_inputs(context: PlanningContext) -> str:
+    """Which stage outputs the plan rests on (the decision log shows it)."""
+    snapshot = "the snapshot stage's reading" if context.snapshot else "the evidence tools, read by the planner"
+    ranking = "the diagnose stage's weak-dim ranking" if context.diagnosis else "no diagnosis (ranked here)"
+    return f"{snapshot}; {ranking}"
+
+
 def plan_from_evidence(evidence: Evidence, cycle: int, context: PlanningContext) -> CyclePlan:
     """K untried candidates around the incumbent; `SearchExhausted` when there is none."""
     focus, focus_reason = choose_focus_dims(evidence, context.diagnosis)
@@ -180,6 +187,7 @@ def plan_from_evidence(evidence: Evidence, cycle: int, context: PlanningContext)
         cycle=cycle,
         candidates=candidates,
         reasons={
+            "evidence": planning_inputs(context),
             "focus_dims": focus_reason,
             "augmentation": augmentation_reason,
             "search": f"{len(candidates)} untried moves from {incumbent.describe()} ({len(tried)} recipes judged before)",

@@ -23,6 +23,7 @@ from tools.core.contracts import (
     EvalSnapshot,
     HParams,
     LearnabilitySlice,
+    SnapshotReading,
 )
 
 SNAPSHOT_TOOL = "get_eval_snapshot_tool"
@@ -64,6 +65,9 @@ class PlanningContext(BaseModel):
     project_name: str | None = Field(None, description="W&B project, for the W&B-mirroring tools")
     history_limit: int = Field(50, description="most recent cycles read from the history tool")
     operator_notes: list[str] = Field(default_factory=list, description="free text shown to model planners")
+    snapshot: SnapshotReading | None = Field(
+        None, description="what the cycle's snapshot stage read through the tools; not read again"
+    )
     diagnosis: Diagnosis | None = Field(
         None,
         description="the cycle's diagnose stage output: the one weak-dim ranking the focus is chosen from",
@@ -114,11 +118,19 @@ async def read_history(session: ToolSession, context: PlanningContext) -> list[C
 
 
 async def read_evidence(session: ToolSession, context: PlanningContext) -> Evidence:
-    """Snapshot, history, champion and (when the server has them) learnability slices, via tools."""
-    snapshot = EvalSnapshot.model_validate(await _call_with_accepted(session, SNAPSHOT_TOOL, {}))
-    history = await read_history(session, context)
-    champion_raw = await _call_with_accepted(session, CHAMPION_TOOL, {})
-    champion = None if champion_raw is None else ChampionRecord.model_validate(champion_raw)
+    """Snapshot, history, champion (the snapshot stage's reading when the loop hands it over, else via
+    tools) and (when the server has them) learnability slices and the capacity, via tools."""
+    if context.snapshot is not None:
+        snapshot, history, champion = (
+            context.snapshot.snapshot,
+            context.snapshot.history,
+            context.snapshot.champion,
+        )
+    else:
+        snapshot = EvalSnapshot.model_validate(await _call_with_accepted(session, SNAPSHOT_TOOL, {}))
+        history = await read_history(session, context)
+        champion_raw = await _call_with_accepted(session, CHAMPION_TOOL, {})
+        champion = None if champion_raw is None else ChampionRecord.model_validate(champion_raw)
     learnability = snapshot.learnability
     if await session.has_tool(LEARNABILITY_TOOL):
         # Optional evidence: a failed call (e.g. no loop config yet) is in the transcript; plan without it.

@@ -28,7 +28,7 @@ from typing import Any
 from loop.config import LoopConfig, load_config
 from loop.report import PLATEAU_FILE
 from loop.stages.calls import act
-from loop.stages.snapshot import read_snapshot
+from loop.stages.snapshot import SNAPSHOT_FILE, read_snapshot
 from loop.state import STAGES, CycleState, LoopLocked, RunLock, now_iso
 from tools.core.paths import cycle_dir, loop_dir
 
@@ -147,8 +147,11 @@ def _fmt(value: float | None) -> str:
 def planning_context(config: LoopConfig, cycle: int) -> Any:
     from agent.planner import PlanningContext
     from loop.stages.diagnose import read_diagnosis
+    from tools.core.contracts import SnapshotReading
 
+    reading = cycle_dir(cycle) / SNAPSHOT_FILE
     return PlanningContext(
+        snapshot=SnapshotReading.model_validate_json(reading.read_text()) if reading.is_file() else None,
         candidates=config.candidates,
         default_hparams=config.default_hparams(),
         default_options=config.student_knobs(),
@@ -197,7 +200,9 @@ async def run_cycle(session: Any, cycle: int, config: LoopConfig, token: str) ->
             continue
         stage_start = time.perf_counter()
         if stage == "snapshot":
-            await read_snapshot(session)
+            from tools.core.atomic import atomic_write_json
+
+            atomic_write_json(out / SNAPSHOT_FILE, await read_snapshot(session))
             session.transcript.write(out)
         elif stage == "diagnose":
             diagnosis = await act(session, stage, "diagnose_failures_tool", arguments)

@@ -29,6 +29,7 @@ from tools.core.contracts import (
     FailureCase,
     HParams,
     LearnabilitySlice,
+    SnapshotReading,
     StudentRecipe,
 )
 from tools.core.schema import DIMS, rank_dims_by_weakness
@@ -478,3 +479,20 @@ def test_the_focus_is_the_top_of_the_diagnosis_ranking_not_a_ranking_of_its_own(
     assert plan.focus_dims == ["nostalgia", "acousticness"] == diagnosis.ranking[:2]
     assert all(spec.focus_dims == plan.focus_dims for spec in plan.candidates)
     assert plan.reasons["focus_dims"].startswith("diagnosis (out-of-fold errors on the training split)")
+
+
+def test_the_snapshot_stages_reading_is_the_planners_evidence_and_is_not_read_again() -> None:
+    evidence = fixture(snapshot([1.30, 1.25, 1.21, 1.20, 0.5, 0.5]))
+    reading = SnapshotReading(snapshot=evidence.snapshot, history=evidence.history, champion=evidence.champion)
+
+    async def go(context: PlanningContext) -> tuple[CyclePlan, list[str]]:
+        async with open_session(build_server(evidence)) as session:
+            plan = await OfflinePlanner().plan(session, 1, context)
+            return plan, [call.name for call in session.transcript.tool_calls]
+
+    from_tools, calls_without = asyncio.run(go(PlanningContext(candidates=2)))
+    handed_over, calls_with = asyncio.run(go(PlanningContext(candidates=2, snapshot=reading)))
+    assert handed_over.candidates == from_tools.candidates
+    assert handed_over.reasons["evidence"].startswith("the snapshot stage's reading")
+    assert {"get_eval_snapshot_tool", "get_cycle_history_tool", "get_champion_tool"} <= set(calls_without)
+    assert not {"get_eval_snapshot_tool", "get_cycle_history_tool", "get_champion_tool"} & set(calls_with)

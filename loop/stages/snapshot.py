@@ -6,6 +6,9 @@ import json
 from typing import Any
 
 from loop.stages.calls import StageFailed, act
+from tools.core.contracts import SnapshotReading
+
+SNAPSHOT_FILE = "snapshot.json"
 
 # The champion's runs, asked the way one asks W&B itself (query_wandb_tool takes W&B's GraphQL).
 CYCLE_RUNS_QUERY = """
@@ -20,20 +23,23 @@ query CycleRuns($entity: String, $project: String!, $filters: JSONString) {
 """
 
 
-async def read_snapshot(session: Any) -> None:
+async def read_snapshot(session: Any) -> SnapshotReading:
     """The evidence of the champion, read the way an analyst would through the W&B / Weave tools:
     domain snapshot, history, the champion's runs (summary + config), its training curve, the latest
-    Weave evaluations."""
+    Weave evaluations. Returns what the planner decides from (snapshot, history, champion)."""
     from tools.tracking import tracking_settings
 
     settings = tracking_settings()
     project = {"entity_name": settings.entity, "project_name": settings.project}
     await session.list_tools()
     champion = await act(session, "snapshot", "get_champion_tool", {})
-    await act(session, "snapshot", "get_eval_snapshot_tool", {})
-    await act(session, "snapshot", "get_cycle_history_tool", {})
+    reading = SnapshotReading(
+        snapshot=await act(session, "snapshot", "get_eval_snapshot_tool", {}),
+        history=await act(session, "snapshot", "get_cycle_history_tool", {}),
+        champion=champion,
+    )
     if champion is None:
-        return
+        return reading
     variables = {
         "entity": settings.entity,
         "project": settings.project,
@@ -53,3 +59,4 @@ async def read_snapshot(session: Any) -> None:
                 {**project, "run_id": edge["node"]["name"], "keys": ["train/loss"]},
             )
     await act(session, "snapshot", "summarize_evaluation_tool", {**project, "max_evals": 3})
+    return reading

@@ -342,3 +342,11 @@ class EvalSnapshot(BaseModel):
     learnability: list[LearnabilitySlice] = []
     champion_cv: MetricSummary | None = None
     baselines_cv: dict[str, MetricSummary] = {}
+
+
+class SnapshotReading(BaseModel):
+    """What the snapshot stage read through the tools: the planner's evidence, read once per cycle."""
+
+    snapshot: EvalSnapshot
+    history: list[CycleHistoryEntry]
+    champion: ChampionRecord | None
