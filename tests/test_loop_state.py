@@ -79,7 +79,9 @@ def test_student_options_may_set_a_starting_hyperparameter_inside_the_guardrails
     config = load_config(environ={"KOTONE_STUDENT_OPTIONS": '{"learning_rate": 0.001, "layers_kept": 6}'})
     assert config.default_hparams().learning_rate == 0.001
     assert config.student_knobs() == {"layers_kept": 6}
-    with pytest.raises(ConfigError, match=r"\(student_options\): outside the guardrails' bounds: learning_rate 1 -> 0.005"):
+    with pytest.raises(
+        ConfigError, match=r"\(student_options\): outside the guardrails' bounds: learning_rate 1 -> 0.005"
+    ):
         load_config(environ={"KOTONE_STUDENT_OPTIONS": '{"learning_rate": 1.0}'})
     with pytest.raises(ConfigError, match=r"\(student_options\): lora_r"):
         load_config(environ={"KOTONE_STUDENT_OPTIONS": '{"lora_r": "wide"}'})

@@ -654,3 +654,79 @@ def test_the_snapshot_stage_reads_the_champions_runs_through_graphql(env, logged
     curve = calls["get_run_history_tool"].result
     assert [row["train/loss"] for row in curve["rows"]] == [m["loss"] for m in TRAIN_STEPS]
     assert "evaluations" in calls["summarize_evaluation_tool"].result
+
+
+def _label_keys(value: Any, path: str = "") -> list[str]:
+    """Every place in a reply that holds a row's target or a row's error."""
+    from tools.tracking.store import ROW_LABEL_KEYS
+
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return _label_keys(json.loads(value), path)
+        except json.JSONDecodeError:
+            return []
+    if isinstance(value, dict):
+        found = [f"{path}.{k}" for k in value if k in ROW_LABEL_KEYS]
+        return found + [p for k, v in value.items() for p in _label_keys(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _label_keys(v, f"{path}[{i}]")]
+    return []
+
+
+def _without_aggregates(reply: Any) -> Any:
+    """What may name a scorer without being a row's figure: op-name counts, and an evaluation's own summary
+    (the root call's output: means over all rows), an evaluation summary's scores."""
+    if isinstance(reply, dict) and "evaluations" in reply:
+        return [e.get("per_task") for e in reply["evaluations"]]
+    if not isinstance(reply, dict) or "traces" not in reply:
+        return reply
+    traces = [{**t, "output": None} if t.get("parent_id") is None else t for t in reply["traces"]]
+    return {**reply, "metadata": {}, "traces": traces}
+
+
+def test_no_tool_in_the_agents_view_hands_out_a_validation_label(env: LoggedRuns, logged):
+    """The agent may see aggregate validation figures, never a validation row's target or error: every
+    read tool is walked with the arguments that would reach the validation rows, and none answers one."""
+    from agent.planner import READ_ONLY_TOOLS
+    from tools.core.atomic import atomic_write_json
+
+    artifacts = logged[0]
+    atomic_write_json(artifacts / "loop" / "cycle_1" / "candidates" / "a" / "eval_valid.json", env.report)
+    valid_run = {**ENTITY, "run_id": env.eval_run_id}
+    (eval_trace,) = ok(
+        "query_weave_traces_tool",
+        {**ENTITY, "filters": {"op_name_contains": "Evaluation.evaluate", "wb_run_id": env.eval_run_id}},
+    )["traces"]
+    target = env.report.rows[0].target
+    walks = {
+        "get_run_table_tool": [{**valid_run, "table_key": "eval/rows"}, {**valid_run}],
+        "query_weave_traces_tool": [
+            {**ENTITY, "detail_level": "full", "limit": 500},
+            {**ENTITY, "filters": {"trace_ids": [eval_trace["trace_id"]]}, "detail_level": "full"},
+        ],
+        "summarize_evaluation_tool": [{**ENTITY, "include_per_task": True}],
+        "get_run_history_tool": [valid_run],
+        "compare_runs_tool": [{**ENTITY, "run_ids": [env.eval_run_id, env.baseline_run_id]}],
+        "count_weave_traces_tool": [ENTITY],
+        "query_wandb_tool": [
+            {
+                "query": "query($p: String!, $e: String) { project(name: $p, entityName: $e) { runs { edges "
+                "{ node { name config summaryMetrics } } } } }",
+                "variables": {"p": ENTITY["project_name"], "e": ENTITY["entity_name"]},
+            }
+        ],
+        "get_eval_snapshot_tool": [{}],
+        "get_cycle_history_tool": [{}],
+        "get_champion_tool": [{}],
+        "get_augmentation_capacity_tool": [{}],
+        "get_learnability_tool": [{}],
+    }
+    assert set(walks) == READ_ONLY_TOOLS
+    for name, calls in walks.items():
+        for arguments in calls:
+            is_error, reply = call(name, arguments)
+            assert not _label_keys(_without_aggregates(reply)), (name, arguments, _label_keys(reply)[:5])
+    refused, why = call("read_loop_artifact_tool", {"path": "cycle_1/candidates/a/eval_valid.json"})
+    assert refused and "gate's" in why
+    by_target = {"inputs": {"example.target.energy": target[0]}}
+    assert ok("query_weave_traces_tool", {**ENTITY, "filters": by_target})["traces"] == []

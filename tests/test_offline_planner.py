@@ -483,7 +483,9 @@ def test_the_focus_is_the_top_of_the_diagnosis_ranking_not_a_ranking_of_its_own(
 
 def test_the_snapshot_stages_reading_is_the_planners_evidence_and_is_not_read_again() -> None:
     evidence = fixture(snapshot([1.30, 1.25, 1.21, 1.20, 0.5, 0.5]))
-    reading = SnapshotReading(snapshot=evidence.snapshot, history=evidence.history, champion=evidence.champion)
+    reading = SnapshotReading(
+        snapshot=evidence.snapshot, history=evidence.history, champion=evidence.champion
+    )
 
     async def go(context: PlanningContext) -> tuple[CyclePlan, list[str]]:
         async with open_session(build_server(evidence)) as session:

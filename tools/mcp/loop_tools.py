@@ -19,6 +19,7 @@ from tools.tracking.wandb_logger import FAILURES_TABLE_KEY
 
 READABLE_SUFFIXES = (".json", ".jsonl", ".md", ".tsv", ".txt")
 MAX_ARTIFACT_CHARS = 200_000
+ROW_REPORT_PREFIX = "eval_"
 
 
 def metric_summary(summary: dict[str, Any]) -> MetricSummary:
@@ -154,12 +155,19 @@ def read_loop_artifact_tool(
 ) -> ArtifactText:
     """Read a text artifact a cycle wrote (plan.json, gate.json, decision_log.md, ...).
 
-    `path` is relative to artifacts/loop/ (e.g. "cycle_3/decision_log.md"); anything outside it is refused.
+    `path` is relative to artifacts/loop/ (e.g. "cycle_3/decision_log.md"); anything outside it is refused,
+    and so are per-row evaluation reports (eval_*.json: validation rows with targets are the gate's; its
+    figures are in gate.json, decision.json and decision_log.md).
     """
     root = paths.loop_dir()
     resolved = confine(path, root=root)
     if resolved.suffix not in READABLE_SUFFIXES:
         raise ToolError(f"only {', '.join(READABLE_SUFFIXES)} files can be read")
+    if resolved.name.startswith(ROW_REPORT_PREFIX):
+        raise ToolError(
+            "per-row evaluation reports are the gate's (validation rows and their targets): read gate.json, "
+            "decision.json or decision_log.md for the figures"
+        )
     if not resolved.is_file():
         raise ToolError(f"no such artifact: {path}")
     text = resolved.read_text(encoding="utf-8", errors="replace")

@@ -178,12 +178,12 @@ def summarize_evaluation_tool(
         for c in store.query_calls(CallFilters(op_name_contains="Evaluation.evaluate", trace_roots_only=True))
         if eval_name is None or eval_name in (c.display_name or "") or eval_name in c.op_name
     ]
+    # Aggregate scores come from every row as recorded; rows the agent sees carry no validation label.
+    recorded = open_store(entity_name, project_name)
     summaries = []
     for evaluation in evaluations[:max_evals]:
-        children = store.query_calls(
-            CallFilters(parent_ids=[evaluation.id], op_name_contains="Evaluation.predict_and_score"),
-            sort_direction="asc",
-        )
+        rows = CallFilters(parent_ids=[evaluation.id], op_name_contains="Evaluation.predict_and_score")
+        children = store.query_calls(rows, sort_direction="asc")
         errors = sum(1 for c in children if c.status == "error" or c.exception is not None)
         summary: dict[str, Any] = {
             "eval_id": evaluation.id,
@@ -203,7 +203,7 @@ def summarize_evaluation_tool(
             "successes": len(children) - errors,
             "errors": errors,
             "error_rate": round(errors / max(len(children), 1), 4),
-            "scores": _scores(children),
+            "scores": _scores(recorded.query_calls(rows, sort_direction="asc")),
             "token_usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             "output": evaluation.output,
         }

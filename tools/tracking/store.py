@@ -505,6 +505,11 @@ class CloudTrackingStore:
 
 HELD_OUT_SPLITS = frozenset({"test"})
 HELD_OUT_ROLES = frozenset({"test_record"})
+# The gate's split: the agent sees its aggregate figures, never a row's target or error.
+GATE_SPLITS = frozenset({"valid"})
+ROW_LABEL_KEYS = frozenset(
+    {"target", "abs_error", "abs_error_rounded", "mae", "mae_rounded", "row_mae", "row_mae_rounded"}
+)
 
 
 def is_held_out(labels: dict[str, Any]) -> bool:
@@ -512,8 +517,25 @@ def is_held_out(labels: dict[str, Any]) -> bool:
     return labels.get("split") in HELD_OUT_SPLITS or labels.get("role") in HELD_OUT_ROLES
 
 
+def is_gate_split(labels: dict[str, Any]) -> bool:
+    """A run or evaluation of the validation split: aggregates for the agent, no per-row labels."""
+    return labels.get("split") in GATE_SPLITS
+
+
+def without_row_labels(value: Any) -> Any:
+    """`value` with every target and per-row error taken out, at any depth."""
+    if isinstance(value, dict):
+        return {k: without_row_labels(v) for k, v in value.items() if k not in ROW_LABEL_KEYS}
+    if isinstance(value, list):
+        return [without_row_labels(v) for v in value]
+    return value
+
+
 class AgentVisibleStore:
-    """A store as the agent may see it: runs and traces of held-out splits do not exist."""
+    """A store as the agent may see it: runs and traces of held-out splits do not exist, and the rows of the
+    gate's split (validation) carry no target and no per-row error, in tables and traces alike (the run's
+    and the evaluation's aggregate figures stay). Trace filters apply to what the agent sees, so a filter
+    on a hidden target matches nothing."""
 
     def __init__(self, inner: TrackingStore):
         self._inner = inner
@@ -536,20 +558,42 @@ class AgentVisibleStore:
         return self._inner.get_history(run_id, keys)
 
     def get_table(self, run_id: str, key: str) -> RunTable:
-        self._visible_run(run_id)
-        return self._inner.get_table(run_id, key)
+        run = self._visible_run(run_id)
+        table = self._inner.get_table(run_id, key)
+        if not is_gate_split(run.config):
+            return table
+        return table.model_copy(
+            update={
+                "columns": [c for c in table.columns if c not in ROW_LABEL_KEYS],
+                "rows": [without_row_labels(row) for row in table.rows],
+            }
+        )
 
-    def _hidden_traces(self) -> set[str]:
+    def _trace_labels(self) -> dict[str, dict[str, Any]]:
         roots = self._inner.query_calls(CallFilters(trace_roots_only=True))
-        return {c.trace_id for c in roots if is_held_out(c.attributes.get("kotone") or {})}
+        return {c.trace_id: c.attributes.get("kotone") or {} for c in roots}
 
     def query_calls(
         self, filters: CallFilters | None = None, limit: int | None = None, sort_direction: str = "desc"
     ) -> list[TraceCall]:
-        hidden = self._hidden_traces()
-        calls = [
-            c for c in self._inner.query_calls(filters, None, sort_direction) if c.trace_id not in hidden
-        ]
+        labels = self._trace_labels()
+        by_content = filters is not None and (filters.inputs or filters.output)
+        inner_filters = filters.model_copy(update={"inputs": None, "output": None}) if by_content else filters
+        calls = []
+        for call in self._inner.query_calls(inner_filters, None, sort_direction):
+            trace = labels.get(call.trace_id, {})
+            if is_held_out(trace):
+                continue
+            if is_gate_split(trace):
+                call = call.model_copy(
+                    update={
+                        "inputs": without_row_labels(call.inputs),
+                        "output": call.output if call.parent_id is None else without_row_labels(call.output),
+                    }
+                )
+            if by_content and not call_matches(call, filters):
+                continue
+            calls.append(call)
         return calls if limit is None else calls[:limit]
 
     def count_calls(self, filters: CallFilters | None = None) -> int:
