@@ -1,4 +1,4 @@
-"""Metric definitions (DESIGN §2) on cases computed by hand."""
+"""Metric definitions (the original project's, so figures compare: tools/evaluation/metrics.py) on cases computed by hand."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Metric definitions (../shared/DESIGN.md §2) and the `EvalReport` every evaluation produces.
+"""Metric definitions (the original project's, so figures compare) and the `EvalReport` every evaluation produces.
 
 Per row: parse -> json_valid; absolute error per dim.  A score counts only rows that parsed AND were
 served by the predictor under test: rows answered by a fallback are counted, never scored.
@@ -138,7 +138,8 @@ def build_report(
     data_hash: str,
     top_k: int = 10,
 ) -> EvalReport:
-    """Aggregate row results with the DESIGN §2 definitions."""
+    """Aggregate row results: json_valid_rate over all rows; MAE, mse_norm (MSE / 100), r2 and per-dim MAE
+    over the scored rows (parsed and served by the subject), raw and rounded to integers."""
     n = len(rows)
     scored = [r for r in rows if r.scored]
     served = Counter(r.served_by for r in rows)

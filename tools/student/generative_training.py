@@ -1,6 +1,6 @@
 """LoRA fine-tuning of the student on request -> JSON pairs, with checkpoints and resume.
 
-The fast path (../shared/DESIGN.md §3b): rows are left padded with explicit position ids, so every row's
+The fast path: rows are left padded with explicit position ids, so every row's
 answer sits at the end of the batch and only the last `completion + 1` positions go through the vocabulary
 projection (`logits_to_keep`); batches are bucketed by length. The loss covers the assistant answer only
 (skeleton, values, end of turn), with the value tokens weighted separately.

@@ -1,4 +1,4 @@
-"""Training the regression student (DESIGN §3b fast path).
+"""Training the regression student (the fast path: frozen lower layers cached once, LoRA on the top ones).
 
 The frozen lower layers run once over every training row and their outputs are cached; each step then runs
 only the LoRA layers on top, the final norm, the mean pool and the head. A checkpoint (trainable weights,
