@@ -451,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = config_from_args(args)
+        if args.rollback is None:
+            load_dataset(config.data)  # before the lock: a refused --data leaves no artifacts/loop/ behind
         with RunLock(loop_dir() / ".lock") as lock:
             if args.rollback is not None:
                 from loop.registry import rollback
@@ -463,7 +465,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"champion restored: cycle {champion.cycle} {champion.candidate}")
                 return 0
             # Everything that can refuse this run is checked before the first write.
-            load_dataset(config.data)
             mismatch = champion_data_mismatch(config)
             if mismatch:
                 print(f"error: {mismatch}", file=sys.stderr)
