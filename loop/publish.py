@@ -16,7 +16,6 @@ artifacts/publish/ledger.json, so a second publish sends only what is new (`--fo
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -416,8 +415,11 @@ def main(argv: list[str] | None = None) -> int:
     from tools.tracking.env import tracking_settings
 
     settings = tracking_settings()
-    parser = argparse.ArgumentParser(
-        prog="python -m loop.publish",
+    from tools.core.cli import command_parser
+
+    parser = command_parser(
+        "loop.publish",
+        "kotone-publish",
         description="Send the offline runs, evaluations, agent traces and promoted models to W&B / Weave.",
         epilog="Needs WANDB_API_KEY (or `wandb login`) unless --dry-run. KOTONE_WANDB_ENTITY / "
         "KOTONE_WANDB_PROJECT (then WANDB_ENTITY / WANDB_PROJECT) give the defaults of --entity / "

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -330,7 +329,9 @@ def build_page(out_path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loop.report", description=__doc__.split("\n\n")[0])
+    from tools.core.cli import command_parser
+
+    parser = command_parser("loop.report", "kotone-report", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--out", type=Path, default=None, help="HTML file (default artifacts/loop/report.html)"
     )

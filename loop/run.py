@@ -37,8 +37,11 @@ ACTION_TIMEOUT_S = 6 * 3600.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m loop.run",
+    from tools.core.cli import command_parser
+
+    parser = command_parser(
+        "loop.run",
+        "kotone-run",
         description=__doc__.split("\n\n")[0],
         epilog=settings_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,

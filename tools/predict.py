@@ -9,7 +9,6 @@ json_valid, served_by, latency_ms. In a batch, every other field of the input ro
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -19,8 +18,11 @@ from tools.serving.champion import ChampionPredictor, ChampionUnavailable, Reque
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.predict",
+    from tools.core.cli import command_parser
+
+    parser = command_parser(
+        "tools.predict",
+        "kotone-predict",
         description="Answer requests with the current champion (artifacts/registry/champion.json).",
         epilog="KOTONE_ARTIFACTS: the artifacts root holding registry/champion.json (default ./artifacts).",
     )
