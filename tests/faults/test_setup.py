@@ -115,6 +115,42 @@ def test_every_third_party_package_the_code_imports_is_declared():
     assert missing == []
 
 
+def _names(requirements: list[str]) -> set[str]:
+    return {
+        req.split(";")[0]
+        .split("[")[0]
+        .split("=")[0]
+        .split(">")[0]
+        .split("<")[0]
+        .strip()
+        .lower()
+        .replace("_", "-")
+        for req in requirements
+    }
+
+
+def test_every_third_party_package_the_tests_import_is_declared_in_the_dev_extra():
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    declared = _names(project["dependencies"]) | _names(project["optional-dependencies"]["dev"])
+    imported: set[str] = set()
+    for path in (PROJECT_ROOT / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    local = {p.stem for p in (PROJECT_ROOT / "tests").rglob("*.py")} | {"agent", "loop", "tools", "tests"}
+    third_party = imported - set(sys.stdlib_module_names) - local
+    names = {"PIL": "pillow", **DISTRIBUTIONS}
+    missing = sorted(n for n in third_party if names.get(n, n).lower().replace("_", "-") not in declared)
+    assert missing == []
+
+
+def test_a_package_only_the_tests_import_is_not_a_runtime_dependency():
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    assert "httpx" not in _names(project["dependencies"]), "only tests import httpx (the code uses httpx2)"
+
+
 def test_every_kotone_variable_is_in_the_readme_and_in_the_run_help():
     from loop.config import config_env_names
     from loop.run import settings_epilog
