@@ -142,7 +142,12 @@ def _within_budget(metadata: dict[str, Any], traces: list[dict[str, Any]]) -> st
     if len(reply) <= REPLY_CHAR_BUDGET:
         return reply
     sizes = [len(json.dumps(trace, default=str)) + 2 for trace in traces]
-    room = REPLY_CHAR_BUDGET - len(json.dumps({"metadata": metadata, "traces": []}, default=str)) - 600
+    truncation_fields = 600  # the characters the truncation keys below add to the metadata, at most
+    room = (
+        REPLY_CHAR_BUDGET
+        - len(json.dumps({"metadata": metadata, "traces": []}, default=str))
+        - truncation_fields
+    )
     kept = 0
     while kept < len(traces) and sizes[kept] <= room:
         room -= sizes[kept]
