@@ -176,6 +176,18 @@ def _coerce(raw: str) -> object:
         return raw
 
 
+# Process variables with a fixed set of values: a typo there must be refused like a bad setting, not read
+# as the default (KOTONE_TRACKING=onlin would run offline without a word).
+PROCESS_VAR_CHOICES: dict[str, tuple[str, ...]] = {"KOTONE_TRACKING": ("offline", "online")}
+
+
+def _check_process_vars(environ: dict[str, str]) -> None:
+    for name, choices in PROCESS_VAR_CHOICES.items():
+        value = environ.get(name)
+        if value is not None and value.lower() not in choices:
+            raise ConfigError(f"invalid settings: {name}={value}: expected one of {', '.join(choices)}")
+
+
 def config_env_names() -> dict[str, str]:
     """Every settings variable -> its dotted field (`KOTONE_SEED` -> seed, `KOTONE_GATE__SEED` -> gate.seed)."""
     names = {f"KOTONE_{field.upper()}": field for field in LoopConfig.model_fields if field != "gate"}
@@ -218,6 +230,7 @@ def build_config(values: dict[str, Any], sources: dict[str, str] | None = None) 
 def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> LoopConfig:
     """Defaults <- JSON file (if given) <- env vars. Unknown keys are errors, not silently ignored."""
     environ = dict(os.environ if environ is None else environ)
+    _check_process_vars(environ)
     values: dict[str, Any] = _read_file(path) if path else {}
     sources = {field: f"{path}" for field in values if field != "gate"}
     sources |= {f"gate.{field}": f"{path}" for field in values.get("gate", {})}

@@ -1,9 +1,12 @@
 """`python -m loop.publish`: after a night offline, send everything to W&B and Weave in one command.
 
 What it sends to ENTITY/PROJECT (the W&B defaults of your key when not given):
-- models: each promoted student as a W&B model Artifact `kotone-student` (alias `cycle-N`), logged in the
-  order of the promotions in history.jsonl, so the `champion` alias moves as it did, and lands on the
-  current champion (a rollback included);
+- models: each student that was champion as a W&B model Artifact `kotone-student` (alias `cycle-N`), logged
+  in the order it became champion (cycle 0's first), so the `champion` alias moves as it did and lands on
+  the current champion (after `loop.run --rollback`, the restored one is logged again: W&B keeps one
+  version per content and moves the alias back to it);
+- registry: the current champion linked to the W&B Registry (`wandb-registry-model/kotone-student`, alias
+  `champion`), where W&B users look for the production model;
 - runs: every offline run under artifacts/wandb (the models run too), with `wandb sync`;
 - evaluations: every EvalReport file (artifacts/loop/cycle_*/eval_*.json, artifacts/registry/.../
   eval_valid.json), re-logged as a Weave Evaluation, each call linked to its W&B run;
@@ -16,7 +19,6 @@ artifacts/publish/ledger.json, so a second publish sends only what is new (`--fo
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -31,10 +33,11 @@ from pydantic import BaseModel, ValidationError
 from tools.core import paths
 from tools.core.atomic import atomic_write_json
 
-Kind = Literal["model", "run", "evaluation", "trace"]
-KINDS: tuple[Kind, ...] = ("model", "run", "evaluation", "trace")
+Kind = Literal["model", "run", "registry", "evaluation", "trace"]
+KINDS: tuple[Kind, ...] = ("model", "run", "registry", "evaluation", "trace")
 MODEL_ARTIFACT = "kotone-student"
 CHAMPION_ALIAS = "champion"
+REGISTRY_COLLECTION = f"wandb-registry-model/{MODEL_ARTIFACT}"
 
 
 class PublishError(RuntimeError):
@@ -76,9 +79,12 @@ def _offline_runs() -> list[Any]:
 
 
 def _promotions() -> list[tuple[int, Path]]:
-    """(cycle, registry entry folder) of every promoted student, in promotion order, then the current
-    champion again when a rollback made an earlier one champion."""
-    from loop.history import read_history
+    """(cycle, registry entry folder) of every student that was champion, in the order it became champion,
+    then the current champion again when `loop.run --rollback` restored an earlier one.
+
+    A cycle promotes at most once and cycles run in order, so the order of promotion is the cycles' order
+    (cycle 0's champion, history status `baseline`, first). A rollback writes no history line: only the
+    champion pointer tells, so only the last one is seen (the alias ends where it must)."""
     from tools.core.contracts import ChampionRecord
 
     promoted: dict[int, Path] = {}
@@ -87,14 +93,20 @@ def _promotions() -> list[tuple[int, Path]]:
         record = ChampionRecord.model_validate(data["record"])
         if data.get("promoted") and record.student_dir() is not None:
             promoted.setdefault(record.cycle, record_path.parent)
-    order = [e.cycle for e in read_history() if e.status == "promoted" and e.cycle in promoted]
-    order += sorted(set(promoted) - set(order))
-    champion_path = paths.registry_dir() / "champion.json"
-    if champion_path.is_file() and order:
-        champion = ChampionRecord.model_validate_json(champion_path.read_text(encoding="utf-8"))
-        if champion.cycle in promoted and champion.cycle != order[-1]:
-            order.append(champion.cycle)  # a rollback: the alias moves back
+    order = sorted(promoted)
+    champion = _current_champion()
+    if champion is not None and order and champion.cycle in promoted and champion.cycle != order[-1]:
+        order.append(champion.cycle)  # a rollback: the alias moves back
     return [(cycle, promoted[cycle]) for cycle in order]
+
+
+def _current_champion() -> Any:
+    from tools.core.contracts import ChampionRecord
+
+    path = paths.registry_dir() / "champion.json"
+    if not path.is_file():
+        return None
+    return ChampionRecord.model_validate_json(path.read_text(encoding="utf-8"))
 
 
 def _model_items() -> list[Item]:
@@ -106,7 +118,7 @@ def _model_items() -> list[Item]:
         record = ChampionRecord.model_validate(json.loads((entry / "record.json").read_text())["record"])
         rollback = cycle in [c for c, _ in moves[:step]]
         aliases = [CHAMPION_ALIAS] if rollback else [f"cycle-{cycle}", CHAMPION_ALIAS]
-        why = "rollback: champion again" if rollback else "promoted"
+        why = "rollback: champion again" if rollback else "first champion" if step == 0 else "promoted"
         items.append(
             Item(
                 kind="model",
@@ -121,6 +133,22 @@ def _model_items() -> list[Item]:
             )
         )
     return items
+
+
+def _registry_items() -> list[Item]:
+    """The current champion's link in the W&B Registry (sent again when the champion changes)."""
+    champion = _current_champion()
+    if champion is None or champion.student_dir() is None:
+        return []  # the untouched base model has no files to log
+    return [
+        Item(
+            kind="registry",
+            key=f"{champion.cycle}:{champion.candidate}",
+            line=f"{MODEL_ARTIFACT}:{CHAMPION_ALIAS} (cycle {champion.cycle}, {champion.candidate}) "
+            f"linked to {REGISTRY_COLLECTION} as {CHAMPION_ALIAS}",
+            payload={"cycle": champion.cycle, "candidate": champion.candidate},
+        )
+    ]
 
 
 def _run_items(runs: list[Any]) -> list[Item]:
@@ -236,6 +264,7 @@ def build_plan(kinds: tuple[Kind, ...] = KINDS) -> list[Item]:
     builders: dict[Kind, Callable[[], list[Item]]] = {
         "model": _model_items,
         "run": lambda: _run_items(runs),
+        "registry": _registry_items,
         "evaluation": lambda: _evaluation_items(runs),
         "trace": lambda: _trace_items(runs),
     }
@@ -332,6 +361,24 @@ def sync_runs(items: list[Item], target: Target) -> None:
         raise PublishError(f"wandb sync failed (exit {result.returncode}): {tail[0]}")
 
 
+def champion_source(target: Target, entity: str) -> str:
+    """The logged champion version, as W&B's public API names it."""
+    return f"{target.entity or entity}/{target.project}/{MODEL_ARTIFACT}:{CHAMPION_ALIAS}"
+
+
+def link_in_registry(item: Item, target: Target) -> None:
+    """Link the uploaded champion version to the W&B Registry collection (W&B links need a server: an
+    offline run cannot link, so this runs after `wandb sync` uploaded the artifact)."""
+    import wandb
+
+    api = wandb.Api()
+    try:
+        artifact = api.artifact(champion_source(target, api.default_entity), type="model")
+        artifact.link(REGISTRY_COLLECTION, aliases=[CHAMPION_ALIAS])
+    except (wandb.errors.CommError, ValueError) as exc:
+        raise PublishError(f"linking the champion to {REGISTRY_COLLECTION} failed: {exc}") from exc
+
+
 def relog_evaluation(item: Item, client: Any) -> None:
     from tools.evaluation.metrics import EvalReport
     from tools.tracking.weave_logger import trace_evaluation
@@ -371,6 +418,7 @@ def publish(
     *,
     weave_client: Callable[[], Any] | None = None,
     sync: Callable[[list[Item], Target], None] = sync_runs,
+    link: Callable[[Item, Target], None] = link_in_registry,
     force: bool = False,
     say: Callable[[str], None] = print,
 ) -> int:
@@ -388,6 +436,10 @@ def publish(
     for item in runs:
         ledger.add(target, item)
         say(f"sent  run         {item.line}")
+    for item in by_kind["registry"]:
+        link(item, target)
+        ledger.add(target, item)
+        say(f"sent  registry    {item.line}")
     if by_kind["evaluation"] or by_kind["trace"]:
         client = (weave_client or (lambda: online_weave_client(target)))()
         for item in by_kind["evaluation"]:
@@ -416,8 +468,11 @@ def main(argv: list[str] | None = None) -> int:
     from tools.tracking.env import tracking_settings
 
     settings = tracking_settings()
-    parser = argparse.ArgumentParser(
-        prog="python -m loop.publish",
+    from tools.core.cli import command_parser
+
+    parser = command_parser(
+        "loop.publish",
+        "kotone-publish",
         description="Send the offline runs, evaluations, agent traces and promoted models to W&B / Weave.",
         epilog="Needs WANDB_API_KEY (or `wandb login`) unless --dry-run. KOTONE_WANDB_ENTITY / "
         "KOTONE_WANDB_PROJECT (then WANDB_ENTITY / WANDB_PROJECT) give the defaults of --entity / "

@@ -1,20 +1,26 @@
 """`python -m loop.report`: one self-contained HTML page (inline SVG, no script, no network) to review the loop.
 
 - trend: the champion's validation MAE as a step line over the cycles that ran, every candidate as a dot
-  coloured by its verdict, the reference baselines as dashed lines, raw and rounded on their own panels;
-- every candidate of every cycle in one table: verdict, valid and CV MAE, per-dim MAE as heat cells (against
-  the TF-IDF ridge), the gate's gain and bootstrap P against what it needed, wall time, W&B run ids, and the
-  test split's record score of promoted champions beside the ridge's;
+  coloured by its verdict (side by side within a cycle), the reference baselines as dashed lines, raw and
+  rounded on their own panels, round ticks from 0 up;
+- CV (train, out-of-fold) against valid MAE for every candidate: the diagonal is "CV predicted valid";
+- every candidate of every cycle in one table: verdict and why (the gate checks it failed, each with its value
+  and threshold), valid and CV MAE, p95 latency, its hyperparameter changes, per-dim MAE as heat cells
+  (against the TF-IDF ridge), the gate's gain and bootstrap P against what it needed, wall time, links to its
+  cycle's decision log and its W&B run (the offline run folder), its Weave evaluation, and the test split's
+  record score of promoted champions beside the ridge's;
 - grouped bars per dim: zero-shot base, champion, ridge, median constant, with their values;
 - a banner when the last run stopped on a plateau.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -37,12 +43,36 @@ BAR_COLOURS = {
 }
 
 
+def _figure(value: float) -> str:
+    """A gate figure as a reader scans it: whole milliseconds, three significant digits below 100."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+class FailedCheck(BaseModel):
+    """A gate check a candidate did not pass, as the report states it."""
+
+    name: str
+    value: float | None
+    threshold: float | None
+    detail: str = ""
+
+    def text(self) -> str:
+        if self.value is None or self.threshold is None:
+            return f"{self.name}: {self.detail}" if self.detail else self.name
+        return f"{self.name} {_figure(self.value)} (threshold {_figure(self.threshold)})"
+
+
 class CandidateRow(BaseModel):
     cycle: int
     name: str
     description: str
     verdict: str
     note: str = ""
+    failed_checks: list[FailedCheck] = []
+    p95_latency_ms: float | None = None
+    hparam_changes: list[str] = []
+    wandb_run: str | None = None
+    weave_evaluation: str | None = None
     valid_mae: float | None = None
     valid_mae_rounded: float | None = None
     cv_mae: float | None = None
@@ -81,9 +111,10 @@ def _history() -> list[dict]:
 
 
 def _link(path: Path, page: Path) -> str | None:
+    """A link from the page to `path`, relative so the artifacts folder can be moved whole."""
     if not path.exists():
         return None
-    return str(path.relative_to(page.parent)) if path.is_relative_to(page.parent) else path.as_uri()
+    return os.path.relpath(path, page.parent.resolve() if not page.parent.exists() else page.parent)
 
 
 def _test_score(cycle: int, name: str) -> float | None:
@@ -93,6 +124,8 @@ def _test_score(cycle: int, name: str) -> float | None:
 
 def cycle_rows(page: Path) -> list[CycleRow]:
     """One row per history line (crashed and interrupted ones too), each with all its candidates."""
+    runs = _offline_run_folders()
+    evaluations = _weave_evaluations()
     rows = []
     for entry in _history():
         cycle = entry["cycle"]
@@ -109,6 +142,7 @@ def cycle_rows(page: Path) -> list[CycleRow]:
             row = detail.get(name, {})
             checks = {c["name"]: c for c in gate.get(name, {}).get("checks", [])}
             registered = _read_json(registry_dir() / f"cycle_{cycle}" / name / "record.json")
+            run_id = registered["record"]["eval_run_id"] if registered else None
             candidates.append(
                 CandidateRow(
                     cycle=cycle,
@@ -116,6 +150,13 @@ def cycle_rows(page: Path) -> list[CycleRow]:
                     description=outcome["description"],
                     verdict=row.get("status", outcome["status"]),
                     note=outcome.get("note", ""),
+                    failed_checks=[FailedCheck(**c) for c in checks.values() if not c["passed"]],
+                    p95_latency_ms=(row.get("valid") or {}).get("p95_latency_ms") or _p95(cycle, name),
+                    hparam_changes=[
+                        f"{c['name']} {c['before']} → {c['after']}" for c in row.get("hparam_patch") or []
+                    ],
+                    wandb_run=_link(runs[run_id], page) if run_id in runs else None,
+                    weave_evaluation=evaluations.get(run_id),
                     valid_mae=outcome.get("valid_mae"),
                     valid_mae_rounded=outcome.get("valid_mae_rounded"),
                     cv_mae=outcome.get("cv_mae"),
@@ -125,7 +166,7 @@ def cycle_rows(page: Path) -> list[CycleRow]:
                     p_better=checks.get("bootstrap", {}).get("value"),
                     p_needed=checks.get("bootstrap", {}).get("threshold"),
                     wall_s=row.get("training_wall_s"),
-                    eval_run_id=registered["record"]["eval_run_id"] if registered else None,
+                    eval_run_id=run_id,
                     test_mae_rounded=_test_score(cycle, name) if outcome["status"] == "promoted" else None,
                 )
             )
@@ -149,6 +190,34 @@ def cycle_rows(page: Path) -> list[CycleRow]:
     return rows
 
 
+def _p95(cycle: int, name: str) -> float | None:
+    report = _report(registry_dir() / f"cycle_{cycle}" / name / "eval_valid.json")
+    return report.p95_latency_ms if report else None
+
+
+def _offline_run_folders() -> dict[str, Path]:
+    """Run id -> its offline W&B run folder (what `kotone-publish` uploads)."""
+    from tools.tracking.env import tracking_settings
+
+    folder = tracking_settings().wandb_dir
+    found = sorted(folder.glob("**/offline-run-*-*")) if folder.is_dir() else []
+    return {path.name.rsplit("-", 1)[1]: path for path in found if path.is_dir()}
+
+
+def _weave_evaluations() -> dict[str, str]:
+    """W&B run id -> the id of the Weave evaluation (Evaluation.evaluate call) linked to it."""
+    from tools.tracking.env import tracking_settings
+    from tools.tracking.store import CallFilters, LocalTrackingStore
+
+    settings = tracking_settings()
+    if not settings.weave_db.is_file():
+        return {}
+    calls = LocalTrackingStore(settings).query_calls(
+        CallFilters(op_name_contains="Evaluation.evaluate", trace_roots_only=True)
+    )
+    return {c.wb_run_id.rsplit("/", 1)[-1]: c.id for c in calls if c.wb_run_id}
+
+
 def _per_dim(cycle: int, name: str) -> dict[str, float]:
     report = _report(registry_dir() / f"cycle_{cycle}" / name / "eval_valid.json")
     return report.per_dim_mae if report else {}
@@ -161,6 +230,39 @@ def baselines() -> dict[str, EvalReport]:
         if report is not None:
             found[name] = report
     return found
+
+
+def nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
+    """Round tick values covering [low, high] (steps of 1, 2 or 5 × 10^k), never below 0: an MAE is not
+    negative, and a tick at -0.01 only says the padding was computed, not measured."""
+    low = max(0.0, low)
+    span = high - low or max(abs(high), 1.0)
+    raw = span / (count - 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    start = math.floor(low / step) * step
+    ticks = [round(start + k * step, 10) for k in range(int(math.ceil((high - start) / step)) + 1)]
+    if ticks[-1] <= high:
+        ticks.append(round(ticks[-1] + step, 10))
+    return ticks
+
+
+def _decimals(ticks: list[float]) -> int:
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    return max(0, -math.floor(math.log10(step) + 1e-9))
+
+
+def _side_by_side(dots: list[tuple[int, float, Any]], spread: float) -> list[tuple[int, float, Any, float]]:
+    """Candidates of one cycle spread across `spread` (in x units of one cycle) so no two markers overlap."""
+    by_cycle: dict[int, list[tuple[int, float, Any]]] = {}
+    for dot in dots:
+        by_cycle.setdefault(dot[0], []).append(dot)
+    placed: list[tuple[int, float, Any, float]] = []
+    for i, group in by_cycle.items():
+        for n, (_, value, c) in enumerate(group):
+            offset = 0.0 if len(group) == 1 else (n / (len(group) - 1) - 0.5) * spread
+            placed.append((i, value, c, offset))
+    return placed
 
 
 def trend_chart(rows: list[CycleRow], references: dict[str, float], *, rounded: bool) -> str:
@@ -177,13 +279,14 @@ def trend_chart(rows: list[CycleRow], references: dict[str, float], *, rounded: 
         if getattr(c, key) is not None and not c.name.startswith("base-")
     ]
     values = [v for _, v in champion if v is not None] + [v for _, v, _ in dots] + list(references.values())
-    low, high = min(values), max(values)
-    span = (high - low) or 1.0
-    low, high = low - 0.08 * span, high + 0.08 * span
-    step = (WIDTH - 2 * PAD) / max(len(ran) - 1, 1)
+    ticks = nice_ticks(min(values), max(values))
+    low, high = ticks[0], ticks[-1]
+    inset = 24  # room inside the axes for a cycle's candidates, side by side
+    step = (WIDTH - 2 * PAD - 2 * inset) / max(len(ran) - 1, 1)
+    dots = _side_by_side(dots, spread=min(step * 0.6, 2 * inset - 12) if len(ran) > 1 else 2 * inset)
 
     def sx(i: float) -> float:
-        return PAD + i * step if len(ran) > 1 else WIDTH / 2
+        return PAD + inset + i * step if len(ran) > 1 else WIDTH / 2
 
     def sy(v: float) -> float:
         return HEIGHT - PAD - (v - low) / (high - low) * (HEIGHT - 2 * PAD)
@@ -200,9 +303,10 @@ def trend_chart(rows: list[CycleRow], references: dict[str, float], *, rounded: 
         parts.append(
             f'<text x="{sx(i):.1f}" y="{HEIGHT - PAD + 15}" class="tick" text-anchor="middle">{r.cycle}</text>'
         )
-    for k in range(5):
-        v = low + (high - low) * k / 4
-        parts.append(f'<text x="{PAD - 5}" y="{sy(v) + 3:.1f}" class="tick" text-anchor="end">{v:.2f}</text>')
+    for v in ticks:
+        parts.append(
+            f'<text x="{PAD - 5}" y="{sy(v) + 3:.1f}" class="tick" text-anchor="end">{v:.{_decimals(ticks)}f}</text>'
+        )
     for n, (name, value) in enumerate(references.items()):
         x, anchor = (WIDTH - PAD, "end") if n % 2 == 0 else (PAD + 4, "start")
         parts.append(
@@ -218,11 +322,63 @@ def trend_chart(rows: list[CycleRow], references: dict[str, float], *, rounded: 
     parts.append(
         f'<polyline points="{" ".join(path)}" fill="none" stroke="{CHAMPION_COLOUR}" stroke-width="2.5" class="series"/>'
     )
-    for i, value, c in dots:
+    for i, value, c, offset in dots:
         colour = VERDICT_COLOURS.get(c.verdict, OTHER_COLOUR)
         parts.append(
-            f'<circle cx="{sx(i):.1f}" cy="{sy(value):.1f}" r="4.5" fill="{colour}" class="dot">'
+            f'<circle cx="{sx(i) + offset:.1f}" cy="{sy(value):.1f}" r="4.5" fill="{colour}" class="dot">'
             f"<title>cycle {c.cycle} {c.name} ({c.verdict}): {value:.3f}</title></circle>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def cv_vs_valid(rows: list[CycleRow]) -> str:
+    """Every trained candidate's CV MAE (out-of-fold on train) against its valid MAE; the diagonal is where
+    the CV estimate predicted valid exactly. Points far above it were flattered by CV."""
+    points = [
+        (c.cv_mae, c.valid_mae, c)
+        for r in rows
+        for c in r.candidates
+        if c.cv_mae is not None and c.valid_mae is not None
+    ]
+    if not points:
+        return '<p class="empty">no candidate has both a CV and a valid MAE yet</p>'
+    size, pad = 300, 42
+    values = [v for x, y, _ in points for v in (x, y)]
+    ticks = nice_ticks(min(values), max(values))
+    low, high = ticks[0], ticks[-1]
+
+    def scale(v: float, flip: bool) -> float:
+        at = (v - low) / (high - low) * (size - 2 * pad)
+        return size - pad - at if flip else pad + at
+
+    decimals = _decimals(ticks)
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {size} {size}" role="img" aria-label="CV MAE against valid MAE">'
+    ]
+    parts.append(f'<line x1="{pad}" y1="{size - pad}" x2="{size - pad}" y2="{size - pad}" class="axis"/>')
+    parts.append(f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{size - pad}" class="axis"/>')
+    parts.append(
+        f'<line x1="{scale(low, False):.1f}" y1="{scale(low, True):.1f}" x2="{scale(high, False):.1f}" '
+        f'y2="{scale(high, True):.1f}" class="baseline"/>'
+    )
+    for v in ticks:
+        parts.append(
+            f'<text x="{scale(v, False):.1f}" y="{size - pad + 14}" class="tick" text-anchor="middle">{v:.{decimals}f}</text>'
+            f'<text x="{pad - 5}" y="{scale(v, True) + 3:.1f}" class="tick" text-anchor="end">{v:.{decimals}f}</text>'
+        )
+    parts.append(
+        f'<text x="{size / 2}" y="{size - 6}" class="tick" text-anchor="middle">CV MAE (train, out-of-fold)</text>'
+    )
+    parts.append(
+        f'<text x="12" y="{size / 2}" class="tick" text-anchor="middle" transform="rotate(-90 12 {size / 2})">valid MAE</text>'
+    )
+    for x, y, c in points:
+        colour = VERDICT_COLOURS.get(c.verdict, OTHER_COLOUR)
+        parts.append(
+            f'<circle cx="{scale(x, False):.1f}" cy="{scale(y, True):.1f}" r="4.5" fill="{colour}" '
+            f'fill-opacity="0.8" class="cvdot"><title>cycle {c.cycle} {c.name} ({c.verdict}): CV {x:.3f}, '
+            f"valid {y:.3f}</title></circle>"
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -320,6 +476,7 @@ def build_page(out_path: Path) -> Path:
             rounded=True,
         ),
         bars_svg=dim_bars(profiles),
+        cv_svg=cv_vs_valid(rows),
         plateau=_read_json(loop_dir() / PLATEAU_FILE),
         ridge_per_dim=ridge.per_dim_mae if ridge else {},
         heat=heat,
@@ -330,7 +487,9 @@ def build_page(out_path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loop.report", description=__doc__.split("\n\n")[0])
+    from tools.core.cli import command_parser
+
+    parser = command_parser("loop.report", "kotone-report", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--out", type=Path, default=None, help="HTML file (default artifacts/loop/report.html)"
     )

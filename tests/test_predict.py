@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
 from mcp import Client
 
 from tools.core.contracts import ChampionRecord, MetricSummary
 from tools.core.schema import DIMS, ParamVector, SourceType, TrainingRow
 from tools.data.dataset import row_to_record
 from tools.evaluation.baselines import TextBaseline
+from tools.serving.champion import MAX_REQUEST_CHARS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TRAIN = [
@@ -58,9 +58,10 @@ def install_champion(artifacts: Path) -> TextBaseline:
     return model
 
 
-def predict(artifacts: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def predict(artifacts: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tools.predict", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         cwd=PROJECT_ROOT,
@@ -108,23 +109,79 @@ def test_a_batch_of_unlabelled_rows_keeps_their_fields(tmp_path):
     assert [line["prediction"] for line in lines] == [expected(model, t) for t in texts]
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ('{"request_text": "fine"}\nnot json\n', "in.jsonl:2: invalid JSON"),
-        ('{"request_text": "fine"}\n{"text": "wrong key"}\n', "in.jsonl:2: request_text is missing"),
-        ('["a list"]\n', "in.jsonl:1: expected a JSON object"),
-    ],
-)
-def test_a_bad_request_line_is_named_and_nothing_is_written(tmp_path, content, message):
-    install_champion(tmp_path)
+def test_bad_rows_are_named_by_line_and_the_others_still_answered(tmp_path):
+    model = install_champion(tmp_path)
     requests = tmp_path / "in.jsonl"
-    requests.write_text(content)
+    lines = [
+        json.dumps({"id": 0, "request_text": "calm song for the harbour"}),
+        "not json",
+        json.dumps({"id": 2, "request_text": "   "}),
+        '["a list"]',
+        json.dumps({"id": 4, "text": "wrong key"}),
+        json.dumps({"id": 5, "request_text": "x" * (MAX_REQUEST_CHARS + 1)}),
+        json.dumps({"id": 6, "request_text": "sad song for the station"}),
+    ]
+    requests.write_text("\n".join(lines) + "\n")
     out = tmp_path / "preds.jsonl"
     result = predict(tmp_path, "--file", str(requests), "--out", str(out))
-    assert result.returncode == 1
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: {requests}:2: invalid JSON (Expecting value at column 1)",
+        f"error: {requests}:3: request_text is missing or blank",
+        f"error: {requests}:4: expected a JSON object with request_text",
+        f"error: {requests}:5: request_text is missing or blank",
+        f"error: {requests}:6: request_text is {MAX_REQUEST_CHARS + 1} characters; at most {MAX_REQUEST_CHARS}",
+    ]
+    assert "Traceback" not in result.stderr
+    answered = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [a["id"] for a in answered] == [0, 6]
+    assert [a["prediction"] for a in answered] == [
+        expected(model, "calm song for the harbour"),
+        expected(model, "sad song for the station"),
+    ]
+
+
+def test_a_batch_with_no_good_row_writes_nothing_and_exits_2(tmp_path):
+    install_champion(tmp_path)
+    requests = tmp_path / "in.jsonl"
+    requests.write_text('{"request_text": ""}\n')
+    out = tmp_path / "preds.jsonl"
+    result = predict(tmp_path, "--file", str(requests), "--out", str(out))
+    assert result.returncode == 2
+    assert f"{requests}:1: request_text is missing or blank" in result.stderr
     assert not out.exists()
+
+
+def test_a_batch_file_that_cannot_be_read_is_bad_input(tmp_path):
+    install_champion(tmp_path)
+    result = predict(tmp_path, "--file", str(tmp_path / "missing.jsonl"))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "missing.jsonl: cannot read" in line
+
+
+def test_file_dash_reads_the_batch_from_stdin(tmp_path):
+    model = install_champion(tmp_path)
+    texts = ["loud song for the festival", "bright song for the garden"]
+    stdin = "".join(json.dumps({"request_text": t}) + "\n" for t in texts) + "{oops\n"
+    result = predict(tmp_path, "--file", "-", stdin=stdin)
+    assert result.returncode == 2
+    assert "error: <stdin>:3: invalid JSON" in result.stderr
+    assert [json.loads(line)["prediction"] for line in result.stdout.splitlines()] == [
+        expected(model, t) for t in texts
+    ]
+
+
+def test_one_text_over_the_size_cap_is_refused_like_predict_tool_refuses_it(tmp_path):
+    install_champion(tmp_path)
+    result = predict(tmp_path, "x" * 100_000)  # near the OS limit of one argument (128 KiB)
+    assert result.returncode == 2
+    assert f"the request text is 100000 characters; at most {MAX_REQUEST_CHARS}" in result.stderr
+    assert result.stdout == ""
+    tool, _ = call_predict_tool({"request_texts": ["a song"]})
+    item = tool.input_schema["properties"]["request_texts"]["items"]
+    assert item["maxLength"] == MAX_REQUEST_CHARS, "the command line and MCP share one cap"
 
 
 def call_predict_tool(arguments: dict[str, Any]) -> Any:

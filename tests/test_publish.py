@@ -9,8 +9,10 @@ user's project.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,19 @@ import pytest
 from tracking_support import LoggedRuns, log_runs, offline_tracking
 
 from agent.transcript import ToolCallRecord, Transcript, utc_now
-from loop.publish import KINDS, MODEL_ARTIFACT, Item, Target, build_plan, main, publish, sync_command
-from loop.registry import CandidateRecord, metric_summary
+from loop.publish import (
+    KINDS,
+    MODEL_ARTIFACT,
+    REGISTRY_COLLECTION,
+    Item,
+    Target,
+    build_plan,
+    champion_source,
+    main,
+    publish,
+    sync_command,
+)
+from loop.registry import CandidateRecord, metric_summary, promote
 from tools.core.contracts import ChampionRecord, CycleHistoryEntry
 from tools.evaluation.baselines import TextBaseline
 from tools.tracking.env import TrackingSettings
@@ -28,9 +41,11 @@ from tools.tracking.store import CallFilters, LocalTrackingStore
 from tools.tracking.wandb_records import find_run_logs, iter_record_bytes
 
 TARGET = Target(entity="team", project="kotone-published")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def register(artifacts: Path, runs: LoggedRuns, cycle: int, report_rows: Any) -> ChampionRecord:
+    """A cycle's winner in the registry, promoted as the loop promotes (`loop.registry.promote`)."""
     entry = artifacts / "registry" / f"cycle_{cycle}" / "ridge"
     TextBaseline("train-median").fit(report_rows).save(entry / "student")
     record = ChampionRecord(
@@ -42,15 +57,29 @@ def register(artifacts: Path, runs: LoggedRuns, cycle: int, report_rows: Any) ->
         eval_run_id=runs.eval_run_id,
         metrics=metric_summary(runs.report),
     )
-    (entry / "record.json").write_text(CandidateRecord(record=record, promoted=True).model_dump_json())
+    (entry / "record.json").write_text(CandidateRecord(record=record, promoted=False).model_dump_json())
     (entry / "eval_valid.json").write_text(runs.report.model_dump_json())
-    return record
+    return promote(cycle, "ridge")
+
+
+def rollback_with_the_command(artifacts: Path, cycle: int) -> None:
+    """`loop.run --rollback CYCLE`, as a user runs it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "loop.run", "--rollback", str(cycle)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "KOTONE_ARTIFACTS": str(artifacts)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"champion restored: cycle {cycle}" in result.stdout
 
 
 @pytest.fixture(scope="module")
 def night(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, LoggedRuns]]:
-    """A night offline: runs and evaluations logged, cycles 1 and 2 promoted, then a rollback to cycle 1,
-    and cycle 1's agent transcript."""
+    """A night offline: runs and evaluations logged; cycle 0's champion (history status `baseline`), cycles
+    1 and 2 promoted, then `loop.run --rollback 1`; and cycle 1's agent transcript."""
     from tools.core.schema import ParamVector, SourceType, TrainingRow
 
     artifacts = tmp_path_factory.mktemp("artifacts")
@@ -64,14 +93,13 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Logg
             )
             for i in range(4)
         ]
-        first = register(artifacts, runs, 1, rows)
-        register(artifacts, runs, 2, rows[:2])
-        (artifacts / "registry" / "champion.json").write_text(first.model_dump_json())  # rolled back
+        for cycle, fitted_on in ((0, rows), (1, rows[:2]), (2, rows[:3])):  # three different students
+            register(artifacts, runs, cycle, fitted_on)
         loop = artifacts / "loop"
         (loop / "cycle_1").mkdir(parents=True)
         history = [
-            CycleHistoryEntry(cycle=c, status="promoted", description="", started_at="2026-11-29T22:00:00Z")
-            for c in (1, 2)
+            CycleHistoryEntry(cycle=c, status=status, description="", started_at="2026-11-29T22:00:00Z")
+            for c, status in ((0, "baseline"), (1, "promoted"), (2, "promoted"))
         ]
         (loop / "history.jsonl").write_text("".join(e.model_dump_json() + "\n" for e in history))
         (loop / "cycle_1" / "eval_candidate.json").write_text(
@@ -91,7 +119,8 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Logg
         )
         transcript.record_model_message("assistant", "focus on warmth")
         transcript.write(loop / "cycle_1")
-        yield artifacts, runs
+    rollback_with_the_command(artifacts, 1)
+    yield artifacts, runs
 
 
 @pytest.fixture
@@ -107,13 +136,19 @@ def test_dry_run_prints_one_line_per_item_and_sends_nothing(artifacts, night, ca
     before = sorted(p.name for p in find_run_logs(artifacts / "wandb"))
     assert main(["--dry-run", "--entity", "team", "--project", "kotone-published"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "publish to team/kotone-published: 9 item(s)"
+    assert out[0] == "publish to team/kotone-published: 11 item(s)"
     lines = out[1:]
     kinds = [line.split()[0] for line in lines]
-    # one evaluation: the report's three copies (cycle folder, two registry entries) are one
-    assert kinds == ["model"] * 3 + ["run"] * 4 + ["evaluation"] + ["trace"]
-    assert "aliases cycle-1, champion" in lines[0] and "aliases cycle-2, champion" in lines[1]
-    assert "rollback: champion again" in lines[2] and lines[2].endswith("aliases champion")
+    # one evaluation: the report's four copies (cycle folder, three registry entries) are one
+    assert kinds == ["model"] * 4 + ["run"] * 4 + ["registry"] + ["evaluation"] + ["trace"]
+    # in the order each became champion; the rollback (and only it) logs cycle 1 again
+    assert "from cycle 0 (ridge, first champion) aliases cycle-0, champion" in lines[0]
+    assert "from cycle 1 (ridge, promoted) aliases cycle-1, champion" in lines[1]
+    assert "from cycle 2 (ridge, promoted) aliases cycle-2, champion" in lines[2]
+    assert "from cycle 1 (ridge, rollback: champion again) aliases champion" in lines[3]
+    assert (
+        "kotone-student:champion (cycle 1, ridge) linked to wandb-registry-model/kotone-student" in lines[8]
+    )
     assert any("cycle1-train (train, cycle_1)" in line for line in lines)
     assert any(
         f"(linked to run {runs.eval_run_id})" in line for line in lines if line.startswith("evaluation")
@@ -167,8 +202,20 @@ def test_publish_sends_models_runs_evaluations_and_traces(artifacts, night, tmp_
             "team", "kotone-published", SqliteTraceServer(remote_db), ensure_project_exists=False
         )
 
+    linked: list[tuple[str, str]] = []
+
+    def recorded_link(item: Item, target: Target) -> None:
+        """What `link_in_registry` asks W&B's public API, checked with wandb's own path validator (linking
+        needs a W&B server: an offline run cannot link)."""
+        from wandb.sdk.artifacts._validators import ArtifactPath
+
+        assert ArtifactPath.from_str(REGISTRY_COLLECTION).is_registry_path()
+        linked.append((champion_source(target, "unused-default"), REGISTRY_COLLECTION))
+
     plan = build_plan(KINDS)
-    sent = publish(TARGET, plan, weave_client=remote_client, sync=dry_run_sync, say=lambda _: None)
+    sent = publish(
+        TARGET, plan, weave_client=remote_client, sync=dry_run_sync, link=recorded_link, say=lambda _: None
+    )
     assert sent == len(plan) + 1  # and the run that carries the model artifacts
 
     (models_log,) = [
@@ -179,12 +226,22 @@ def test_publish_sends_models_runs_evaluations_and_traces(artifacts, night, tmp_
     logged = artifact_records(models_log)
     # wandb itself adds "latest" to every logged version
     assert [(a.name, a.type, set(a.aliases) - {"latest"}) for a in logged] == [
+        (MODEL_ARTIFACT, "model", {"cycle-0", "champion"}),
         (MODEL_ARTIFACT, "model", {"cycle-1", "champion"}),
         (MODEL_ARTIFACT, "model", {"cycle-2", "champion"}),
         (MODEL_ARTIFACT, "model", {"champion"}),
     ]
-    assert logged[0].digest == logged[2].digest != logged[1].digest, "the rollback re-points the alias"
-    assert json.loads(logged[2].metadata)["cycle"] == 1
+    assert [json.loads(a.metadata)["cycle"] for a in logged] == [0, 1, 2, 1]
+    digests = [a.digest for a in logged]
+    assert len(set(digests[:3])) == 3 and digests[3] == digests[1], "the rollback re-points the alias"
+    # W&B numbers versions by first upload of each content: v0 = cycle 0, v1 = cycle 1, v2 = cycle 2, and
+    # the last `champion` alias lands on v1, the current champion.
+    assert (
+        ChampionRecord.model_validate_json((artifacts / "registry" / "champion.json").read_text()).cycle == 1
+    )
+    assert linked == [
+        ("team/kotone-published/kotone-student:champion", "wandb-registry-model/kotone-student")
+    ]
     assert set(synced) == {p.stem.removeprefix("run-") for p in find_run_logs(artifacts / "wandb")}
 
     remote = LocalTrackingStore(
@@ -212,6 +269,11 @@ def test_publish_sends_models_runs_evaluations_and_traces(artifacts, night, tmp_
     assert agent.attributes["kotone"]["cycle"] == 1
 
     again = publish(
-        TARGET, build_plan(KINDS), weave_client=remote_client, sync=dry_run_sync, say=lambda _: None
+        TARGET,
+        build_plan(KINDS),
+        weave_client=remote_client,
+        sync=dry_run_sync,
+        link=recorded_link,
+        say=lambda _: None,
     )
     assert again == 0, "the ledger remembers what was sent"

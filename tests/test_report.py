@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from loop.decision_log import CandidateRow, DecisionRecord, TableRow, write_decision
+from loop.decision_log import CandidateRow, DecisionRecord, HParamChange, TableRow, write_decision
 from loop.gate import GateConfig, gate_candidates
 from loop.history import append_history
 from loop.registry import champion_report, current_champion, promote, register_candidate
@@ -47,7 +47,13 @@ def _spec(name: str, components: list[str]) -> CandidateSpec:
     )
 
 
-def _cycle(cycle: int, reports: dict, specs: list[CandidateSpec], baselines: dict) -> None:
+def _cycle(
+    cycle: int,
+    reports: dict,
+    specs: list[CandidateSpec],
+    baselines: dict,
+    patches: dict[str, list[HParamChange]] | None = None,
+) -> None:
     """Register a cycle's candidates, gate them for real, write its decision record and history line."""
     before = current_champion()
     champion = champion_report()
@@ -74,7 +80,7 @@ def _cycle(cycle: int, reports: dict, specs: list[CandidateSpec], baselines: dic
             description=s.describe(),
             reason=s.reason,
             status="promoted" if s.name == gate.winner else "rejected",
-            hparam_patch=[],
+            hparam_patch=(patches or {}).get(s.name, []),
             augmentation=None,
             cv_mae=0.5,
             cv_mae_rounded=0.4,
@@ -161,11 +167,17 @@ def two_cycles(tmp_path, monkeypatch):
         [_spec("stack", ["train-median", "lm"]), _spec("stack-cheap", ["train-median"])],
         baselines,
     )
+    slow = _report(0.55, "deeper", 3).model_copy(update={"p50_latency_ms": 1800.0, "p95_latency_ms": 2350.0})
     _cycle(
         2,
-        {"deeper": _report(0.55, "deeper", 3), "lr-half": _report(0.7, "lr", 4)},
+        {"deeper": slow, "lr-half": _report(0.7, "lr", 4)},
         [_spec("deeper", ["lm"]), _spec("lr-half", ["tfidf-ridge", "lm"])],
         baselines,
+        patches={"deeper": [HParamChange(name="layers_kept", before=4, after=6)]},
+    )
+    # the offline W&B run folder of one candidate's evaluation (what kotone-publish uploads)
+    (tmp_path / "artifacts" / "wandb" / "wandb" / "offline-run-20261130_000000-run2deeper").mkdir(
+        parents=True
     )
     append_history(
         CycleHistoryEntry(cycle=3, status="crashed", description="crashed after plan: boom", started_at="x")
@@ -191,6 +203,53 @@ def test_every_candidate_is_on_the_self_contained_page_with_its_figures(two_cycl
     assert 'href="cycle_1/decision_log.md"' in html
     assert "background: hsla(130" in html and "background: hsla(0" in html  # heat cells both ways
     assert ">crashed<" in html
+
+
+def test_each_candidate_says_why_it_was_rejected_what_it_changed_and_where_its_runs_are(two_cycles):
+    from loop.report import cycle_rows
+
+    deeper = next(c for r in cycle_rows(two_cycles) for c in r.candidates if c.name == "deeper")
+    failed = {check.name: check.text() for check in deeper.failed_checks}
+    assert failed["latency"] == "latency 2350 (threshold 150)"
+    assert deeper.p95_latency_ms == 2350.0
+    assert deeper.hparam_changes == ["layers_kept 4 → 6"]
+    html = build_page(two_cycles).read_text()
+    assert "latency 2350 (threshold 150)" in html and "layers_kept 4 → 6" in html and ">2350<" in html
+    assert 'href="../wandb/wandb/offline-run-20261130_000000-run2deeper"' in html
+    assert html.count('href="cycle_2/decision_log.md"') == 2, "every candidate links its cycle's log"
+    promoted = next(c for r in cycle_rows(two_cycles) for c in r.candidates if c.name == "stack")
+    assert promoted.failed_checks == []
+
+
+def test_cv_against_valid_shows_every_trained_candidate(two_cycles):
+    html = build_page(two_cycles).read_text()
+    assert 'aria-label="CV MAE against valid MAE"' in html
+    assert html.count('class="cvdot"') == 4  # the four candidates of cycles 1 and 2 have both figures
+
+
+def test_axis_ticks_are_round_and_never_below_zero():
+    from loop.report import nice_ticks
+
+    assert nice_ticks(0.05, 0.98) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert nice_ticks(0.0, 0.07)[0] == 0.0
+    assert nice_ticks(0.5, 0.5)[0] >= 0.0
+    ticks = nice_ticks(1.02, 1.61)
+    assert ticks[0] <= 1.02 and ticks[-1] >= 1.61 and all(t >= 0 for t in ticks)
+
+
+def test_candidates_of_one_cycle_do_not_overlap_on_the_trend(two_cycles):
+    import re
+
+    from loop.report import baselines, cycle_rows, trend_chart
+
+    rows = cycle_rows(two_cycles)
+    raw = trend_chart(rows, {n: r.vector_mae for n, r in baselines().items()}, rounded=False)
+    centres = [(float(x), float(y)) for x, y in re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)"', raw)]
+    for n, (x1, y1) in enumerate(centres):
+        for x2, y2 in centres[n + 1 :]:
+            assert (x1 - x2) ** 2 + (y1 - y2) ** 2 >= 9.0**2 or abs(x1 - x2) >= 9.0, (x1, y1, x2, y2)
+    ticks = re.findall(r'text-anchor="end">(-?[\d.]+)</text>', raw)
+    assert ticks and all(not t.startswith("-") for t in ticks), ticks
 
 
 def test_only_cycles_that_ran_are_on_the_trend_and_baselines_sit_on_their_own_scale(two_cycles):
@@ -239,3 +298,18 @@ def test_headless_chromium_renders_the_charts(two_cycles, tmp_path):
     red = np.abs(pixels - [0xB3, 0x26, 0x1E]).sum(axis=1) < 40  # rejected candidates
     assert teal.sum() > 300, "the champion's line and bars did not render"
     assert green.sum() > 20 and red.sum() > 20, "the candidates' dots did not render"
+
+
+def test_an_evaluation_logged_to_wandb_and_weave_is_linked_from_its_candidate(tmp_path):
+    from tracking_support import log_runs, offline_tracking
+
+    from loop.report import _offline_run_folders, _weave_evaluations
+
+    with offline_tracking(tmp_path):
+        runs = log_runs()
+        evaluations = _weave_evaluations()
+        folders = _offline_run_folders()
+    assert evaluations[runs.eval_run_id] != evaluations[runs.baseline_run_id]
+    assert (
+        folders[runs.eval_run_id].name.endswith(f"-{runs.eval_run_id}") and folders[runs.eval_run_id].is_dir()
+    )

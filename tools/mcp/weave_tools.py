@@ -11,11 +11,13 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from tools.mcp.safety import add_tools
-from tools.mcp.wandb_tools import EntityName, ProjectName
+from tools.mcp.wandb_tools import EntityName, ProjectName, json_errors, tool_error
 from tools.tracking.store import CallFilters, TraceCall, open_store
 from tools.tracking.trace_db import op_short_name
 
-MAX_TRACES = 1000
+DEFAULT_TRACES = 100
+MAX_TRACES = 500  # more is refused (`query_too_large`), as the official server's hosted guard does
+REPLY_CHAR_BUDGET = 100_000  # ~25k tokens: past it the last traces are dropped and the metadata says so
 MAX_PER_TASK = 50
 
 
@@ -72,7 +74,7 @@ def query_weave_traces_tool(
     filters: CallFilters | None = None,
     sort_by: str = "started_at",
     sort_direction: Literal["asc", "desc"] = "desc",
-    limit: Annotated[int | None, Field(ge=1, le=MAX_TRACES)] = None,
+    limit: Annotated[int, Field(ge=1)] = DEFAULT_TRACES,
     include_costs: bool = True,
     include_feedback: bool = True,
     columns: list[str] | None = None,
@@ -94,12 +96,18 @@ def query_weave_traces_tool(
     parent_id, display_name), "summary" (strings cut to truncate_length, the default), "full" (untruncated,
     as return_full_data). Evaluation rows are the Evaluation.predict_and_score calls: inputs.example has
     the request and target, output has the prediction, served_by, latency_ms, per-dim abs_error and the
-    scores (mae, mae_rounded, json_valid). limit defaults to 1000; offset pages further. Costs, feedback
-    and expand_columns have nothing to act on locally (accepted, no effect).
+    scores (mae, mae_rounded, json_valid). limit defaults to 100 and may be at most 500 (more is refused
+    with query_too_large; page with offset); a reply past ~100k characters drops its last traces and says
+    so in metadata (truncation_applied, truncation_dropped_count, truncation_note). Costs, feedback and
+    expand_columns have nothing to act on locally (accepted, no effect).
     """
+    if limit > MAX_TRACES:
+        return tool_error(
+            f"query_too_large: limit {limit} is over {MAX_TRACES} traces; page with offset, narrow the "
+            "filters, or ask for metadata_only / detail_level='schema' / fewer columns"
+        )
     store = open_store(entity_name, project_name, agent_view=True)
     matching = _sorted(store.query_calls(filters, sort_direction="asc"), sort_by, sort_direction)
-    limit = limit or MAX_TRACES
     page = matching[offset : offset + limit]
     started = [c.started_at for c in matching]
     metadata = {
@@ -111,6 +119,7 @@ def query_weave_traces_tool(
         "op_distribution": dict(Counter(op_short_name(c.op_name) for c in matching)),
         "returned_count": 0 if metadata_only else len(page),
         "has_more": offset + len(page) < len(matching),
+        "truncation_applied": False,
     }
     if metadata_only:
         return json.dumps({"metadata": metadata, "traces": []}, default=str)
@@ -124,7 +133,37 @@ def query_weave_traces_tool(
         if detail_level == "schema":
             trace = {k: v for k, v in trace.items() if k in SCHEMA_FIELDS}
         traces.append(trace if full else _truncate(trace, truncate_length))
-    return json.dumps({"metadata": metadata, "traces": traces}, default=str)
+    return _within_budget(metadata, traces)
+
+
+def _within_budget(metadata: dict[str, Any], traces: list[dict[str, Any]]) -> str:
+    """The reply as JSON, its last traces dropped until it fits REPLY_CHAR_BUDGET (said in metadata)."""
+    reply = json.dumps({"metadata": metadata, "traces": traces}, default=str)
+    if len(reply) <= REPLY_CHAR_BUDGET:
+        return reply
+    sizes = [len(json.dumps(trace, default=str)) + 2 for trace in traces]
+    truncation_fields = 600  # the characters the truncation keys below add to the metadata, at most
+    room = (
+        REPLY_CHAR_BUDGET
+        - len(json.dumps({"metadata": metadata, "traces": []}, default=str))
+        - truncation_fields
+    )
+    kept = 0
+    while kept < len(traces) and sizes[kept] <= room:
+        room -= sizes[kept]
+        kept += 1
+    dropped = len(traces) - kept
+    metadata = {
+        **metadata,
+        "returned_count": kept,
+        "has_more": True,
+        "truncation_applied": True,
+        "truncation_dropped_count": dropped,
+        "truncation_note": f"reply trimmed to {REPLY_CHAR_BUDGET} characters: the last {dropped} of "
+        f"{len(traces)} traces were dropped; ask for fewer (limit, offset), fewer columns, a smaller "
+        "truncate_length or detail_level='schema'",
+    }
+    return json.dumps({"metadata": metadata, "traces": traces[:kept]}, default=str)
 
 
 def count_weave_traces_tool(
@@ -236,4 +275,10 @@ def summarize_evaluation_tool(
 
 
 def register(server: MCPServer) -> None:
-    add_tools(server, query_weave_traces_tool, count_weave_traces_tool, summarize_evaluation_tool)
+    add_tools(
+        server,
+        *(
+            json_errors(tool)
+            for tool in (query_weave_traces_tool, count_weave_traces_tool, summarize_evaluation_tool)
+        ),
+    )

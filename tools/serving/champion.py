@@ -94,34 +94,62 @@ class ChampionPredictor:
         return lines
 
 
+MAX_REQUEST_CHARS = 4000  # one request's length at most: the command line and predict_tool both refuse more
+
+
 class RequestFileError(ValueError):
-    """A line of a request file cannot be read; the message names the file and the 1-based line."""
+    """A request file cannot be read at all; the message names the file."""
 
 
-def read_requests(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL request file: each a JSON object with a non-blank `request_text` (other fields,
-    targets included, are kept and not checked). Blank lines are skipped."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RequestFileError(f"{path}: cannot read ({exc.strerror})") from None
-    rows = []
+class RequestBatch(BaseModel):
+    """A JSONL request file read line by line: the rows to answer and one `file:line: why` per bad line."""
+
+    rows: list[dict[str, Any]]
+    problems: list[str]
+
+
+def request_problem(text: Any) -> str | None:
+    """Why `text` cannot be answered (None when it can)."""
+    if not isinstance(text, str) or not text.strip():
+        return "request_text is missing or blank"
+    if len(text) > MAX_REQUEST_CHARS:
+        return f"request_text is {len(text)} characters; at most {MAX_REQUEST_CHARS}"
+    return None
+
+
+def parse_requests(data: bytes, source: str) -> RequestBatch:
+    """Each non-blank line must be a JSON object with an answerable `request_text` (other fields, targets
+    included, are kept and not checked). A bad line is reported and skipped; the others are kept."""
+    rows, problems = [], []
     for lineno, raw in enumerate(data.split(b"\n"), start=1):
-        where = f"{path}:{lineno}"
+        where = f"{source}:{lineno}"
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise RequestFileError(f"{where}: not UTF-8 text") from None
+            problems.append(f"{where}: not UTF-8 text")
+            continue
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise RequestFileError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+            problems.append(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})")
+            continue
         if not isinstance(record, dict):
-            raise RequestFileError(f"{where}: expected a JSON object with request_text")
-        text = record.get("request_text")
-        if not isinstance(text, str) or not text.strip():
-            raise RequestFileError(f"{where}: request_text is missing or blank")
+            problems.append(f"{where}: expected a JSON object with request_text")
+            continue
+        problem = request_problem(record.get("request_text"))
+        if problem:
+            problems.append(f"{where}: {problem}")
+            continue
         rows.append(record)
-    return rows
+    return RequestBatch(rows=rows, problems=problems)
+
+
+def read_requests(path: Path) -> RequestBatch:
+    """`parse_requests` of a file; `RequestFileError` when it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RequestFileError(f"{path}: cannot read ({exc.strerror})") from None
+    return parse_requests(data, str(path))

