@@ -4,7 +4,8 @@ python -m tools.predict "a calm song for a rainy evening"      # one line on std
 python -m tools.predict --file requests.jsonl --out preds.jsonl  # a batch (rows need only request_text)
 
 Each line: request_text, prediction (the six parameters as integers 0..10), values (the raw outputs),
-json_valid, served_by, latency_ms. In a batch, every other field of the input row is kept on its line.
+json_valid, served_by, latency_ms, novelty (how unlike the champion's training requests it is, 0..1). In a
+batch, every other field of the input row is kept on its line, and the batch's novelty profile goes to stderr.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ import sys
 from pathlib import Path
 
 from tools.core.atomic import atomic_write_text
-from tools.serving.champion import ChampionPredictor, ChampionUnavailable, RequestFileError, read_requests
+from tools.serving.champion import (
+    ChampionPredictor,
+    ChampionUnavailable,
+    RequestFileError,
+    batch_novelty,
+    read_requests,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(lines)} predictions written to {args.out}", file=sys.stderr)
     else:
         print("\n".join(lines))
+    profile = batch_novelty(answers)
+    if args.file and profile is not None:
+        print(f"novelty: {profile.sentence()}", file=sys.stderr)
     return 0
 
 

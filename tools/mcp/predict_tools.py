@@ -10,7 +10,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from tools.mcp.safety import add_tools
-from tools.serving.champion import ChampionPredictor, ChampionUnavailable, PredictionLine, read_champion
+from tools.data.novelty import NoveltyProfile
+from tools.serving.champion import (
+    ChampionPredictor,
+    ChampionUnavailable,
+    PredictionLine,
+    batch_novelty,
+    read_champion,
+)
 
 MAX_REQUESTS = 256
 
@@ -23,6 +30,9 @@ class Predictions(BaseModel):
     champion_candidate: str
     decoder: str
     lines: list[PredictionLine]
+    novelty: NoveltyProfile | None = Field(
+        None, description="the batch's novelty against the champion's training rows (null: none served)"
+    )
 
 
 def _predictor() -> ChampionPredictor:
@@ -50,7 +60,8 @@ def predict_tool(
 ) -> Predictions:
     """The current champion's answer to each request: the six hidden parameters (energy, warmth,
     brightness, acousticness, complexity, nostalgia) as integers 0..10, the raw outputs, json_valid,
-    served_by and latency. Errors when there is no champion yet."""
+    served_by, latency and novelty (how unlike the champion's training requests it is, 0..1), with the
+    batch's novelty profile. Errors when there is no champion yet."""
     predictor = _predictor()
     with _lock:
         lines = predictor.predict(request_texts)
@@ -59,6 +70,7 @@ def predict_tool(
         champion_candidate=predictor.champion.candidate,
         decoder=predictor.decoder,
         lines=lines,
+        novelty=batch_novelty(lines),
     )
 
 
