@@ -18,7 +18,9 @@ def model() -> NoveltyModel:
 
 
 def test_a_request_made_of_training_wording_is_familiar_and_one_with_none_of_it_is_maximally_novel(model):
-    familiar, unseen = model.score(["a calm song for the harbour at dusk", "thunderous orchestral boss battle"])
+    familiar, unseen = model.score(
+        ["a calm song for the harbour at dusk", "thunderous orchestral boss battle"]
+    )
     assert familiar <= 0.5
     assert unseen == 1.0  # less familiar than every training row
 
@@ -55,7 +57,11 @@ def test_scores_are_deterministic_and_survive_a_save_and_load(model, tmp_path):
     model.save(tmp_path / NOVELTY_DIR)
     loaded = NoveltyModel.beside(tmp_path)
     assert loaded is not None
-    assert model.score(texts).tolist() == loaded.score(texts).tolist() == NoveltyModel().fit(TRAIN).score(texts).tolist()
+    assert (
+        model.score(texts).tolist()
+        == loaded.score(texts).tolist()
+        == NoveltyModel().fit(TRAIN).score(texts).tolist()
+    )
 
 
 def test_a_folder_without_a_novelty_model_serves_none(tmp_path):

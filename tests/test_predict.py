@@ -171,7 +171,9 @@ def test_predict_tool_answers_with_the_champion(tmp_path, monkeypatch):
     assert answer["lines"][0]["prediction"] == expected(model, "bright song for the garden")
     novelty = novelty_model(TRAIN).score(["bright song for the garden"]).item()
     assert answer["lines"][0]["novelty"] == novelty
-    assert answer["novelty"]["n_requests"] == 1 and answer["novelty"]["unfamiliar_share"] == float(novelty >= 0.95)
+    assert answer["novelty"]["n_requests"] == 1 and answer["novelty"]["unfamiliar_share"] == float(
+        novelty >= 0.95
+    )
     assert "novelty" in tool.output_schema["properties"]
 
 

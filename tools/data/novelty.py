@@ -110,7 +110,9 @@ class NoveltyModel:
         return float(np.log(1 + self.matrix.shape[0]) + 1)
 
     @staticmethod
-    def _normalised(weighted: sparse.csr_matrix, extra_squared: np.ndarray | None = None) -> sparse.csr_matrix:
+    def _normalised(
+        weighted: sparse.csr_matrix, extra_squared: np.ndarray | None = None
+    ) -> sparse.csr_matrix:
         squared = np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel()
         if extra_squared is not None:
             squared = squared + extra_squared
@@ -120,7 +122,9 @@ class NoveltyModel:
     def fit(self, texts: Sequence[str]) -> NoveltyModel:
         if len(texts) < 2:
             raise ValueError("novelty needs at least two training requests (it is calibrated leave-one-out)")
-        fitted = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=TOKEN_PATTERN).fit(texts)
+        fitted = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=TOKEN_PATTERN).fit(
+            texts
+        )
         self.vocabulary = {term: int(i) for term, i in fitted.vocabulary_.items()}
         self.idf = fitted.idf_
         counts = self._counts(texts)
@@ -153,7 +157,9 @@ class NoveltyModel:
         the most familiar training row, 1 = less familiar than every one."""
         if not len(texts):
             return np.zeros(0)
-        more_familiar = len(self.reference) - np.searchsorted(self.reference, self.familiarity(texts), "right")
+        more_familiar = len(self.reference) - np.searchsorted(
+            self.reference, self.familiarity(texts), "right"
+        )
         return (more_familiar / len(self.reference)).round(4)
 
     def save(self, folder: Path) -> None:

@@ -9,8 +9,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from tools.mcp.safety import add_tools
 from tools.data.novelty import NoveltyProfile
+from tools.mcp.safety import add_tools
 from tools.serving.champion import (
     ChampionPredictor,
     ChampionUnavailable,
