@@ -23,7 +23,8 @@ query CycleRuns($entity: String, $project: String!, $filters: JSONString) {
 async def read_snapshot(session: Any) -> None:
     """The evidence of the champion, read the way an analyst would through the W&B / Weave tools:
     domain snapshot, history, the champion's runs (summary + config), its training curve, the latest
-    Weave evaluations."""
+    Weave evaluations, and the novelty profile of the validation split against the champion's training rows
+    (drift: the share of requests less familiar than 95% of training)."""
     from tools.tracking import tracking_settings
 
     settings = tracking_settings()
@@ -34,6 +35,7 @@ async def read_snapshot(session: Any) -> None:
     await act(session, "snapshot", "get_cycle_history_tool", {})
     if champion is None:
         return
+    await act(session, "snapshot", "get_novelty_profile_tool", {})
     variables = {
         "entity": settings.entity,
         "project": settings.project,

@@ -1,4 +1,5 @@
-"""`predict_tool`: the current champion answers requests (read-only: nothing is written)."""
+"""`predict_tool`: the current champion answers requests; `get_novelty_profile_tool`: how unlike its training
+requests the validation split (and any batch) is. Read-only: nothing is written."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tools.serving.champion import (
     batch_novelty,
     read_champion,
 )
+from tools.serving.drift import DriftReport, drift_report
 
 MAX_REQUESTS = 256
 
@@ -74,5 +76,21 @@ def predict_tool(
     )
 
 
+def get_novelty_profile_tool(
+    request_texts: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=4000)]] | None,
+        Field(max_length=MAX_REQUESTS, description="optional: a batch of requests to profile too"),
+    ] = None,
+) -> DriftReport:
+    """Drift: the share of the validation split's requests (and of `request_texts`, if given) that are less
+    familiar than 95% of the champion's training requests (about 5% for requests like the training rows;
+    more means the evaluation, or the traffic, is unlike what the champion learned from). Errors when there
+    is no champion yet."""
+    try:
+        return drift_report(request_texts)
+    except ChampionUnavailable as exc:
+        raise ToolError(str(exc)) from None
+
+
 def register(server: MCPServer) -> None:
-    add_tools(server, predict_tool)
+    add_tools(server, predict_tool, get_novelty_profile_tool)
