@@ -81,3 +81,29 @@ def test_the_profile_counts_the_share_at_or_above_the_threshold_and_says_it_in_w
     assert profile.sentence().startswith("50% of these 4 requests are less familiar than 95% of training")
     with pytest.raises(ValueError):
         novelty_profile([])
+
+
+def test_every_trained_student_folder_carries_the_novelty_of_its_training_rows(tmp_path):
+    from tools.core.contracts import HParams, StudentRecipe
+    from tools.core.schema import ParamVector, SourceType, TrainingRow
+    from tools.student.recipes import train_recipe
+
+    rows = [
+        TrainingRow(
+            request_text=text,
+            source_type=SourceType.request_text,
+            target=ParamVector.from_list([i % 11] * 6),
+        )
+        for i, text in enumerate(TRAIN[:20])
+    ]
+    for recipe in (
+        StudentRecipe(family="baseline", baseline="tfidf-ridge"),
+        StudentRecipe(family="stack", components=["train-median", "tfidf-ridge"]),
+    ):
+        folder = tmp_path / recipe.family
+        train_recipe(recipe, HParams(), rows, base_spec="unused", output_dir=folder, seed=0, progress=False)
+        served = NoveltyModel.beside(folder)
+        assert served is not None
+        assert served.score(["a lonely riff for the moon"]).tolist() == (
+            NoveltyModel().fit(TRAIN[:20]).score(["a lonely riff for the moon"]).tolist()
+        )
