@@ -1,6 +1,7 @@
 """Novelty-dependent blend rules for the cheap stack, on the shift benchmark's folds and the nested CV's.
 
     python scripts/shift_blend_rules.py --data real          # about 2 minutes on 2 cores
+    python scripts/shift_blend_rules.py --data real --seed 1 --clusters 15     # another partition: confirm
 
 For each outer fold (whole clusters held out, as `scripts/shift.py`; random rows, as
 `scripts/generalisation.py`) the cheap components are fitted on the inner rows and blended exactly as the
@@ -95,13 +96,14 @@ def rules_on(rows: list[TrainingRow], splits: list) -> dict[str, np.ndarray]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="real")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="k-means and random folds")
+    parser.add_argument("--clusters", type=int, default=CLUSTERS)
     args = parser.parse_args(argv)
     rows = [*(data := load_dataset(args.data)).train, *data.valid]
     targets = np.array([r.target.as_list() for r in rows], dtype=float)
     schemes = {
         "leave-cluster-out (shift)": list(
-            GroupKFold(5).split(rows, groups=request_clusters(rows, CLUSTERS, args.seed))
+            GroupKFold(5).split(rows, groups=request_clusters(rows, args.clusters, args.seed))
         ),
         "random folds (nested CV)": list(KFold(5, shuffle=True, random_state=args.seed).split(rows)),
     }
