@@ -149,7 +149,9 @@ def choose_augmentation(focus: list[str], evidence: Evidence) -> tuple[Augmentat
 
 def planning_inputs(context: PlanningContext) -> str:
     """Which stage outputs the plan rests on (the decision log shows it)."""
-    snapshot = "the snapshot stage's reading" if context.snapshot else "the evidence tools, read by the planner"
+    snapshot = (
+        "the snapshot stage's reading" if context.snapshot else "the evidence tools, read by the planner"
+    )
     ranking = "the diagnose stage's weak-dim ranking" if context.diagnosis else "no diagnosis (ranked here)"
     return f"{snapshot}; {ranking}"
 

@@ -10,7 +10,9 @@
   cycle's decision log and its W&B run (the offline run folder), its Weave evaluation, and the test split's
   record score of promoted champions beside the ridge's;
 - grouped bars per dim: zero-shot base, champion, ridge, median constant, with their values;
-- a banner when the last run stopped on a plateau.
+- a banner when the last run stopped on a plateau;
+- drift: the novelty profile of the validation split against the champion's training rows, and of a batch of
+  requests a user points at (`--requests FILE`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from tools.core.paths import cycle_dir, loop_dir, registry_dir
 from tools.core.prompting import render
 from tools.core.schema import DIMS
 from tools.evaluation.metrics import EvalReport
+from tools.serving.champion import ChampionUnavailable, RequestFileError, read_requests
+from tools.serving.drift import DriftReport, drift_report
 
 PLATEAU_FILE = "plateau.json"
 WIDTH, HEIGHT, PAD = 520, 230, 42
@@ -428,7 +432,15 @@ def heat(value: float | None, reference: float | None) -> str:
     return f"background: hsla({hue}, 60%, 50%, {0.12 + 0.5 * strength:.2f})"
 
 
-def build_page(out_path: Path) -> Path:
+def drift(requests: list[str] | None = None) -> DriftReport | None:
+    """The champion's novelty profile of valid (and of `requests`); None without a champion."""
+    try:
+        return drift_report(requests)
+    except ChampionUnavailable:
+        return None
+
+
+def build_page(out_path: Path, requests: list[str] | None = None) -> Path:
     rows = cycle_rows(out_path)
     refs = baselines()
     champion_record = _read_json(registry_dir() / "champion.json")
@@ -481,6 +493,7 @@ def build_page(out_path: Path) -> Path:
         ridge_per_dim=ridge.per_dim_mae if ridge else {},
         heat=heat,
         bar_colours=BAR_COLOURS,
+        drift=drift(requests),
     )
     atomic_write_text(out_path, html)
     return out_path
@@ -493,8 +506,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=None, help="HTML file (default artifacts/loop/report.html)"
     )
+    parser.add_argument(
+        "--requests",
+        type=Path,
+        default=None,
+        help="JSONL file of requests (rows with request_text): show their novelty against the champion",
+    )
     args = parser.parse_args(argv)
-    path = build_page(args.out or loop_dir() / "report.html")
+    try:
+        requests = [row["request_text"] for row in read_requests(args.requests)] if args.requests else None
+    except RequestFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    path = build_page(args.out or loop_dir() / "report.html", requests)
     print(f"report written to {path}")
     return 0
 

@@ -27,7 +27,7 @@ from sklearn.model_selection import KFold
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tools.core.contracts import HParams, StudentRecipe  # noqa: E402
-from tools.core.schema import rounded_scores  # noqa: E402
+from tools.core.schema import TrainingRow, rounded_scores  # noqa: E402
 from tools.data.dataset import load_dataset  # noqa: E402
 from tools.evaluation.stats import paired_bootstrap  # noqa: E402
 
@@ -43,29 +43,25 @@ LM_COMPONENT = "lm (stack's)"
 LM_HPARAMS = HParams(learning_rate=5e-4, lora_r=16, lora_alpha=32, epochs=3.0, batch_size=16)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="real", help="'real' (../shared/kotone-ft), 'shipped' or a folder")
-    parser.add_argument("--outer-folds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-lm", action="store_true", help="only the recipes without a language model")
-    parser.add_argument("--base-model", default="bundled")
-    parser.add_argument("--out", type=Path, help="write every row's errors and the summary as JSON")
-    args = parser.parse_args(argv)
-
+def outer_predictions(
+    rows: list[TrainingRow],
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    recipes: dict[str, StudentRecipe],
+    *,
+    base_model: str,
+    seed: int,
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Every recipe trained on each split's inner rows as the loop trains a candidate and scored on its outer
+    rows, plus the loop's choice by inner CV ("selected"); the choice made per split."""
     from tools.student.interface import load_student
     from tools.student.recipes import train_recipe
 
-    data = load_dataset(args.data)
-    rows = [*data.train, *data.valid]
-    recipes = {k: r for k, r in RECIPES.items() if not (args.skip_lm and r.uses_lm)}
     scored = [*recipes, *([LM_COMPONENT] if "stack" in recipes else []), "selected"]
     predictions = {name: np.zeros((len(rows), 6)) for name in scored}
     chosen: list[str] = []
     began = time.perf_counter()
-    outer = KFold(args.outer_folds, shuffle=True, random_state=args.seed)
     with tempfile.TemporaryDirectory(prefix="generalisation-") as scratch:
-        for fold, (inner_idx, outer_idx) in enumerate(outer.split(rows)):
+        for fold, (inner_idx, outer_idx) in enumerate(splits):
             inner = [rows[i] for i in inner_idx]
             held = [rows[i] for i in outer_idx]
             held_targets = np.array([r.target.as_list() for r in held], dtype=float)
@@ -76,13 +72,13 @@ def main(argv: list[str] | None = None) -> int:
                     recipe,
                     LM_HPARAMS,
                     inner,
-                    base_spec=args.base_model,
+                    base_spec=base_model,
                     output_dir=folder,
-                    seed=args.seed,
+                    seed=seed,
                     progress=False,
                 )
                 cv[name] = result.cv_mae if result.cv_mae is not None else float("inf")
-                student = load_student(args.base_model, folder)
+                student = load_student(base_model, folder)
                 values = np.array(
                     [
                         p.values
@@ -93,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 predictions[name][outer_idx] = np.clip(values, 0, 10)
                 if name == "stack":
-                    lm = load_student(args.base_model, folder / "components" / "lm")
+                    lm = load_student(base_model, folder / "components" / "lm")
                     predictions[LM_COMPONENT][outer_idx] = np.clip(
                         lm.predict_values([r.request_text for r in held]), 0, 10
                     )
@@ -107,45 +103,75 @@ def main(argv: list[str] | None = None) -> int:
             chosen.append(pick)
             predictions["selected"][outer_idx] = predictions[pick][outer_idx]
             print(f"fold {fold}: the loop's choice by inner CV: {pick}", flush=True)
+    return predictions, chosen
 
+
+def summarise(
+    rows: list[TrainingRow], predictions: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None = None
+) -> dict[str, dict]:
+    """Per recipe: MAE raw and rounded, per source type (and per extra named row mask), and the paired
+    bootstrap 95% CI of the rounded gap to the TF-IDF ridge over all rows; printed as a table."""
     sources = np.array([r.source_type.value for r in rows])
     targets = np.array([r.target.as_list() for r in rows], dtype=float)
+    slices = {s: sources == s for s in sorted(set(sources))} | (masks or {})
+    print(
+        f"{'recipe':<16}{'raw':>8}{'rounded':>9}   "
+        + "   ".join(f"{s} ({int(m.sum())}) raw/rnd" for s, m in slices.items())
+        + "   gap to ridge (rounded, 95% CI)"
+    )
+    ridge_rounded = np.abs(rounded_scores(predictions["tfidf-ridge"]) - targets)
+    summary = {}
+    for name, values in predictions.items():
+        err = np.abs(values - targets)
+        rounded = np.abs(rounded_scores(values) - targets)
+        by_slice = {
+            s: (float(err[m].mean()), float(rounded[m].mean())) if m.any() else (float("nan"),) * 2
+            for s, m in slices.items()
+        }
+        gap = paired_bootstrap(ridge_rounded.mean(1) - rounded.mean(1), samples=5000, seed=0)
+        summary[name] = {
+            "mae": float(err.mean()),
+            "mae_rounded": float(rounded.mean()),
+            "by_source": by_slice,
+            "gain_vs_ridge_rounded": {"mean": gap.mean_gain, "ci_low": gap.ci_low, "ci_high": gap.ci_high},
+        }
+        shown = "   ".join(f"{a:.3f}/{b:.3f}" for a, b in by_slice.values())
+        print(
+            f"{name:<16}{err.mean():>8.3f}{rounded.mean():>9.3f}   {shown}   "
+            f"{-gap.mean_gain:+.3f} [{-gap.ci_high:+.3f}, {-gap.ci_low:+.3f}]"
+        )
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="real", help="'real' (../shared/kotone-ft), 'shipped' or a folder")
+    parser.add_argument("--outer-folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-lm", action="store_true", help="only the recipes without a language model")
+    parser.add_argument("--base-model", default="bundled")
+    parser.add_argument("--out", type=Path, help="write every row's errors and the summary as JSON")
+    args = parser.parse_args(argv)
+
+    data = load_dataset(args.data)
+    rows = [*data.train, *data.valid]
+    recipes = {k: r for k, r in RECIPES.items() if not (args.skip_lm and r.uses_lm)}
+    began = time.perf_counter()
+    outer = KFold(args.outer_folds, shuffle=True, random_state=args.seed)
+    predictions, chosen = outer_predictions(
+        rows, list(outer.split(rows)), recipes, base_model=args.base_model, seed=args.seed
+    )
+    print(
+        f"\n{data.name}: nested CV over train+valid ({len(rows)} rows, {args.outer_folds} outer folds); "
+        f"the loop's choice per fold: {', '.join(chosen)}"
+    )
     summary = {
         "data": data.name,
         "rows": len(rows),
         "outer_folds": args.outer_folds,
         "selected_per_fold": chosen,
-        "recipes": {},
+        "recipes": summarise(rows, predictions),
     }
-    print(
-        f"\n{data.name}: nested CV over train+valid ({len(rows)} rows, {args.outer_folds} outer folds); "
-        f"the loop's choice per fold: {', '.join(chosen)}"
-    )
-    print(
-        f"{'recipe':<14}{'raw':>8}{'rounded':>9}   "
-        + "   ".join(f"{s} raw/rnd" for s in sorted(set(sources)))
-        + "   gap to ridge (rounded, 95% CI)"
-    )
-    ridge_rounded = np.abs(rounded_scores(predictions["tfidf-ridge"]) - targets)
-    for name, values in predictions.items():
-        err = np.abs(values - targets)
-        rounded = np.abs(rounded_scores(values) - targets)
-        by_source = {
-            s: (float(err[sources == s].mean()), float(rounded[sources == s].mean()))
-            for s in sorted(set(sources))
-        }
-        gap = paired_bootstrap(ridge_rounded.mean(1) - rounded.mean(1), samples=5000, seed=0)
-        summary["recipes"][name] = {
-            "mae": float(err.mean()),
-            "mae_rounded": float(rounded.mean()),
-            "by_source": by_source,
-            "gain_vs_ridge_rounded": {"mean": gap.mean_gain, "ci_low": gap.ci_low, "ci_high": gap.ci_high},
-        }
-        shown = "   ".join(f"{a:.3f}/{b:.3f}" for a, b in by_source.values())
-        print(
-            f"{name:<14}{err.mean():>8.3f}{rounded.mean():>9.3f}   {shown}   "
-            f"{-gap.mean_gain:+.3f} [{-gap.ci_high:+.3f}, {-gap.ci_low:+.3f}]"
-        )
     print(f"\nwall time {time.perf_counter() - began:.0f} s")
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2) + "\n")

@@ -14,6 +14,7 @@ from mcp import Client
 from tools.core.contracts import ChampionRecord, MetricSummary
 from tools.core.schema import DIMS, ParamVector, SourceType, TrainingRow
 from tools.data.dataset import row_to_record
+from tools.data.novelty import NOVELTY_DIR, NoveltyModel
 from tools.evaluation.baselines import TextBaseline
 from tools.serving.champion import MAX_REQUEST_CHARS
 
@@ -42,10 +43,13 @@ METRICS = MetricSummary(
 )
 
 
-def install_champion(artifacts: Path) -> TextBaseline:
-    """A TF-IDF ridge student as the champion (any student kind is served through the same interface)."""
+def install_champion(artifacts: Path, *, novelty: bool = True) -> TextBaseline:
+    """A TF-IDF ridge student as the champion (any student kind is served through the same interface),
+    with the novelty model of its training rows beside it unless it predates novelty."""
     model = TextBaseline("tfidf-ridge").fit(TRAIN)
     model.save(artifacts / "registry" / "cycle_2" / "student")
+    if novelty:
+        novelty_model(TRAIN).save(artifacts / "registry" / "cycle_2" / "student" / NOVELTY_DIR)
     champion = ChampionRecord(
         cycle=2,
         candidate="cycle2-ridge",
@@ -56,6 +60,10 @@ def install_champion(artifacts: Path) -> TextBaseline:
     )
     (artifacts / "registry" / "champion.json").write_text(champion.model_dump_json())
     return model
+
+
+def novelty_model(rows: list[TrainingRow]) -> NoveltyModel:
+    return NoveltyModel().fit([r.request_text for r in rows])
 
 
 def predict(artifacts: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -91,6 +99,16 @@ def test_one_text_prints_the_champions_json_line(tmp_path):
     assert answer["request_text"] == "a calm song for the harbour"
     assert answer["prediction"] == expected(model, "a calm song for the harbour")
     assert answer["json_valid"] is True and answer["served_by"] == "model"
+    assert answer["novelty"] == novelty_model(TRAIN).score(["a calm song for the harbour"]).item()
+
+
+def test_a_champion_saved_before_novelty_still_answers_with_the_same_six_params(tmp_path):
+    model = install_champion(tmp_path, novelty=False)
+    result = predict(tmp_path, "a calm song for the harbour")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["prediction"] == expected(model, "a calm song for the harbour")
+    assert answer["novelty"] is None
 
 
 def test_a_batch_of_unlabelled_rows_keeps_their_fields(tmp_path):
@@ -107,6 +125,11 @@ def test_a_batch_of_unlabelled_rows_keeps_their_fields(tmp_path):
     assert [line["request_text"] for line in lines] == texts
     assert [line.get("id") for line in lines] == [0, 1, None]
     assert [line["prediction"] for line in lines] == [expected(model, t) for t in texts]
+    assert [line["novelty"] for line in lines] == novelty_model(TRAIN).score(texts).tolist()
+    assert lines[2]["novelty"] < 0.95  # a training row is familiar
+    (summary,) = [line for line in result.stderr.splitlines() if line.startswith("novelty:")]
+    share = sum(line["novelty"] >= 0.95 for line in lines) / len(lines)
+    assert f"novelty: {share:.0%} of these 3 requests are less familiar than 95% of training" in summary
 
 
 def test_bad_rows_are_named_by_line_and_the_others_still_answered(tmp_path):
@@ -203,6 +226,12 @@ def test_predict_tool_answers_with_the_champion(tmp_path, monkeypatch):
     answer = result.structured_content
     assert (answer["champion_cycle"], answer["champion_candidate"]) == (2, "cycle2-ridge")
     assert answer["lines"][0]["prediction"] == expected(model, "bright song for the garden")
+    novelty = novelty_model(TRAIN).score(["bright song for the garden"]).item()
+    assert answer["lines"][0]["novelty"] == novelty
+    assert answer["novelty"]["n_requests"] == 1 and answer["novelty"]["unfamiliar_share"] == float(
+        novelty >= 0.95
+    )
+    assert "novelty" in tool.output_schema["properties"]
 
 
 def test_predict_tool_without_a_champion_is_a_clear_error(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from tools.core.atomic import atomic_write_json
 from tools.core.env_vars import describe
 from tools.core.paths import file_stem
 from tools.data.dataset import DatasetError, SplitLeakError, load_dataset
+from tools.data.novelty import NoveltyModel, novelty_profile
 from tools.evaluation.harness import evaluate, evaluate_baselines, format_table
 
 
@@ -86,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
     print(f"\n{dataset}: {len(rows)} rows\n" + format_table(reports))
+    if args.split != "train":
+        novelty = (
+            NoveltyModel().fit([r.request_text for r in data.train]).score([r.request_text for r in rows])
+        )
+        print(f"\nnovelty against the training split: {novelty_profile(novelty).sentence()}")
     if args.out:
         for report in reports:
             atomic_write_json(

@@ -5,8 +5,9 @@ python -m tools.predict --file requests.jsonl --out preds.jsonl  # a batch (rows
 python -m tools.predict --file - < requests.jsonl                # the batch from stdin
 
 Each line: request_text, prediction (the six parameters as integers 0..10), values (the raw outputs),
-json_valid, served_by, latency_ms. In a batch, every other field of the input row is kept on its line; a
-bad row is reported on stderr as FILE:LINE and skipped, the others are answered, and the exit code is 2.
+json_valid, served_by, latency_ms, novelty (how unlike the champion's training requests it is, 0..1). In a
+batch, every other field of the input row is kept on its line and the batch's novelty profile goes to stderr;
+a bad row is reported on stderr as FILE:LINE and skipped, the others are answered, and the exit code is 2.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tools.serving.champion import (
     ChampionUnavailable,
     RequestBatch,
     RequestFileError,
+    batch_novelty,
     parse_requests,
     read_requests,
     request_problem,
@@ -86,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(lines)} predictions written to {args.out}", file=sys.stderr)
         else:
             print("\n".join(lines))
+        profile = batch_novelty(answers)
+        if args.file and profile is not None:
+            print(f"novelty: {profile.sentence()}", file=sys.stderr)
     if batch.problems:
         print(f"{len(batch.problems)} request line(s) skipped, {len(batch.rows)} answered", file=sys.stderr)
         return 2

@@ -26,7 +26,9 @@ query CycleRuns($entity: String, $project: String!, $filters: JSONString) {
 async def read_snapshot(session: Any) -> SnapshotReading:
     """The evidence of the champion, read the way an analyst would through the W&B / Weave tools:
     domain snapshot, history, the champion's runs (summary + config), its training curve, the latest
-    Weave evaluations. Returns what the planner decides from (snapshot, history, champion)."""
+    Weave evaluations, and the novelty profile of the validation split against the champion's training rows
+    (drift: the share of requests less familiar than 95% of training). Returns what the planner decides
+    from (snapshot, history, champion)."""
     from tools.tracking import tracking_settings
 
     settings = tracking_settings()
@@ -40,6 +42,7 @@ async def read_snapshot(session: Any) -> SnapshotReading:
     )
     if champion is None:
         return reading
+    await act(session, "snapshot", "get_novelty_profile_tool", {})
     variables = {
         "entity": settings.entity,
         "project": settings.project,

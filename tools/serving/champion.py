@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 from tools.core import paths
 from tools.core.contracts import ChampionRecord
 from tools.core.schema import DIMS, Prediction, round_scores
+from tools.data.novelty import NoveltyModel, NoveltyProfile, novelty_profile
 
 CHAMPION_FILE = "champion.json"
 
@@ -32,6 +33,18 @@ class PredictionLine(BaseModel):
     served_by: str
     latency_ms: float
     parse_error: str | None = None
+    novelty: float | None = Field(
+        None,
+        description="how unlike the champion's training requests this one is: the share of training rows "
+        "more familiar than it (0..1; >= 0.95: less familiar than 95% of training); null when the champion "
+        "has no training rows (the untouched base model)",
+    )
+
+
+def batch_novelty(lines: Sequence[PredictionLine]) -> NoveltyProfile | None:
+    """The batch's novelty profile, or None when the champion serves no novelty."""
+    scores = [line.novelty for line in lines if line.novelty is not None]
+    return novelty_profile(scores) if scores else None
 
 
 def champion_path() -> Path:
@@ -53,7 +66,7 @@ def read_champion() -> ChampionRecord:
         ) from None
 
 
-def to_line(text: str, prediction: Prediction) -> PredictionLine:
+def to_line(text: str, prediction: Prediction, novelty: float | None = None) -> PredictionLine:
     rounded = (
         None if prediction.values is None else dict(zip(DIMS, round_scores(prediction.values), strict=True))
     )
@@ -65,6 +78,7 @@ def to_line(text: str, prediction: Prediction) -> PredictionLine:
         served_by=prediction.served_by,
         latency_ms=round(prediction.latency_ms, 3),
         parse_error=prediction.parse_error,
+        novelty=novelty,
     )
 
 
@@ -79,6 +93,7 @@ class ChampionPredictor:
         if student_dir is not None and not student_dir.is_dir():
             raise ChampionUnavailable(f"the champion's student folder {student_dir} is missing")
         self._student = load_student(champion.base_model, student_dir)
+        self.novelty = NoveltyModel.beside(student_dir)
         self.decoder = self._student.default_decoder(champion.decoder)
 
     @classmethod
@@ -90,7 +105,8 @@ class ChampionPredictor:
         for start in range(0, len(texts), batch_size):
             batch = list(texts[start : start + batch_size])
             predictions = self._student.predict_batch(batch, decoder=self.decoder)
-            lines += [to_line(text, p) for text, p in zip(batch, predictions, strict=True)]
+            novelty = self.novelty.score(batch).tolist() if self.novelty else [None] * len(batch)
+            lines += [to_line(*answer) for answer in zip(batch, predictions, novelty, strict=True)]
         return lines
 
 

@@ -6,6 +6,9 @@
 | `regression` / `generative` | a fold ensemble of that LM student (`tools.student.ensemble`) |
 | `stack` | the cheap components fitted on every row, the LM fold ensemble, the blend (`tools.student.stack`) |
 
+Every family also leaves `novelty/`: the novelty model of its training rows (`tools.data.novelty`), served
+with each prediction.
+
 Every family leaves `oof.json`: each dataset row of the training split predicted by models that never saw
 it (for a stack, blended with weights fitted on the other folds). That is the candidate's CV estimate.
 
@@ -28,6 +31,7 @@ from pydantic import BaseModel
 from tools.core.atomic import atomic_write_json
 from tools.core.contracts import HParams, StudentRecipe
 from tools.core.schema import TrainingRow
+from tools.data.novelty import NOVELTY_DIR, NoveltyModel
 from tools.evaluation.baselines import TextBaseline
 from tools.evaluation.stats import paired_bootstrap
 from tools.student.ensemble import MemberRecord, train_fold_ensemble
@@ -218,6 +222,8 @@ def train_recipe(
             classifier = SourceClassifier.fit(rows)
             accuracy = save_stack(output_dir, weights, classifier, rows).classifier_train_accuracy
     atomic_write_json(output_dir / OOF_FILE, oof)
+    # Every family serves how unlike its training rows a request is (tools.data.novelty).
+    NoveltyModel().fit([r.request_text for r in rows]).save(output_dir / NOVELTY_DIR)
     record = RecipeResult(
         recipe=recipe,
         student_dir=str(output_dir),
