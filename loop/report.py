@@ -513,11 +513,18 @@ def main(argv: list[str] | None = None) -> int:
         help="JSONL file of requests (rows with request_text): show their novelty against the champion",
     )
     args = parser.parse_args(argv)
-    try:
-        requests = [row["request_text"] for row in read_requests(args.requests)] if args.requests else None
-    except RequestFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    requests = None
+    if args.requests:
+        try:
+            batch = read_requests(args.requests)
+        except RequestFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for problem in batch.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if batch.problems:
+            return 2
+        requests = [row["request_text"] for row in batch.rows]
     path = build_page(args.out or loop_dir() / "report.html", requests)
     print(f"report written to {path}")
     return 0
