@@ -52,6 +52,7 @@ from tools.core.contracts import (
     LearnabilitySlice,
 )
 from tools.core.paths import cycle_dir
+from tools.core.steering import read_approval
 from tools.evaluation.metrics import EvalReport
 
 GATE_FILE = "gate.json"
@@ -122,7 +123,7 @@ def _spec_hparams(champion: ChampionRecord, config: LoopConfig) -> HParams:
     return read_plan(champion.cycle).candidate(champion.candidate).hparams
 
 
-def _candidate_rows(cycle: int, config: LoopConfig, result: CycleGate) -> list[CandidateRow]:
+def _candidate_rows(cycle: int, config: LoopConfig, result: CycleGate, promoted: bool) -> list[CandidateRow]:
     plan = read_plan(cycle)
     before = _spec_hparams(result.champion_before, config)
     rows = []
@@ -134,7 +135,7 @@ def _candidate_rows(cycle: int, config: LoopConfig, result: CycleGate) -> list[C
         if outcome is None or outcome.status != "trained":
             status = outcome.status if outcome else "crashed"
         elif spec.name == result.winner:
-            status = "promoted" if result.promoted else "winner"
+            status = "promoted" if promoted else "winner"
         else:
             status = "rejected"
         rows.append(
@@ -193,12 +194,14 @@ def build_decision(cycle: int, config: LoopConfig, started_at: str) -> DecisionR
             table.append(TableRow.from_report(f"baseline {name}", baseline))
     decision_input = json.loads((cycle_dir(cycle) / "mcp_decision_input.json").read_text())
     sources, runs = _sources(cycle)
-    after = promoted_record(cycle, result) if result.promoted else before
+    approval = read_approval(cycle)  # approve mode: a person (or the timeout) decided the winner's fate
+    promoted = result.promoted and (approval is None or approval.status == "approved")
+    after = promoted_record(cycle, result) if promoted else before
     return DecisionRecord(
         cycle=cycle,
         started_at=started_at,
         finished_at=now_iso(),
-        verdict="promoted" if result.promoted else "rejected",
+        verdict="promoted" if promoted else "rejected",
         sources=sources,
         runs_read=runs,
         weak_dims=[
@@ -212,13 +215,14 @@ def build_decision(cycle: int, config: LoopConfig, started_at: str) -> DecisionR
         ],
         learnability=[LearnabilitySlice.model_validate(s) for s in decision_input["learnability"]],
         plan=plan,
-        candidates=_candidate_rows(cycle, config, result),
+        candidates=_candidate_rows(cycle, config, result, promoted),
         winner=result.winner,
         table=table,
         gate=result,
         winner_gate=winner_gate,
         champion_before=before,
         champion_after=after,
+        approval=approval,
     )
 
 
@@ -238,7 +242,7 @@ def log_decision(cycle: int, config: LoopConfig, started_at: str, wall_s: float 
     else:
         record = build_decision(cycle, config, started_at)
     write_decision(record, out)  # the same bytes for the same record: a repeat rewrites nothing new
-    if record.gate.promoted and record.winner:
+    if record.verdict == "promoted" and record.winner:
         promote(cycle, record.winner)
         evaluate_test_for_the_record(cycle, record.winner, config)
     if not any(e.cycle == cycle and e.status in ("promoted", "rejected") for e in read_history()):
@@ -267,6 +271,8 @@ def history_entry(record: DecisionRecord, wall_s: float | None) -> CycleHistoryE
                 valid_mae_rounded=row.valid.vector_mae_rounded if row.valid else None,
                 failed_checks=row.failed_checks,
                 note=row.note,
+                focus_dims=list(spec.focus_dims),
+                p_better=None if row.p_value is None else round(1 - row.p_value, 4),
             )
         )
     failed = (
@@ -275,6 +281,10 @@ def history_entry(record: DecisionRecord, wall_s: float | None) -> CycleHistoryE
         else (sorted({check for c in record.candidates for check in c.failed_checks}))
     )
     winner_text = f"winner {record.winner}" if record.winner else "no candidate passed"
+    if record.approval and record.approval.status != "pending":
+        winner_text += (
+            f" ({record.approval.status} by {record.approval.decided_by} at {record.approval.decided_at})"
+        )
     return CycleHistoryEntry(
         cycle=record.cycle,
         status=record.verdict,
