@@ -273,6 +273,8 @@ def heat(value: float | None, reference: float | None) -> str:
 
 
 def build_page(out_path: Path) -> Path:
+    from loop.report_steering import steering_view
+
     rows = cycle_rows(out_path)
     refs = baselines()
     champion_record = _read_json(registry_dir() / "champion.json")
@@ -324,6 +326,7 @@ def build_page(out_path: Path) -> Path:
         ridge_per_dim=ridge.per_dim_mae if ridge else {},
         heat=heat,
         bar_colours=BAR_COLOURS,
+        steering=steering_view(),
     )
     atomic_write_text(out_path, html)
     return out_path
