@@ -50,7 +50,7 @@ class PlannerConfig(BaseModel):
         openai = OpenAIPlannerConfig(
             base_url=config.openai_base_url,
             model=config.openai_model,
-            api_key_env=config.openai_api_key_env,
+            api_key_env=config.openai_auth_env,
             json_schema=config.openai_json_schema,
             use_tools=config.openai_tools,
             max_tokens=config.openai_max_tokens,

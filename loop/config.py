@@ -91,7 +91,7 @@ class LoopConfig(BaseModel):
     openai_model: str = Field(
         "qwen2.5:7b-instruct", description="model name the OpenAI-compatible server knows"
     )
-    openai_api_key_env: str = Field(
+    openai_auth_env: str = Field(
         "OPENAI_API_KEY", description="variable holding its API key (unset: no Authorization header)"
     )
     openai_json_schema: bool = Field(

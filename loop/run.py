@@ -109,6 +109,7 @@ def settings_epilog() -> str:
         + describe(
             extra={
                 "MISTRAL_API_KEY": "planner and teacher 'auto' use Mistral when set",
+                "OPENAI_API_KEY": "key of planner / teacher 'openai' (KOTONE_OPENAI_AUTH_ENV names another)",
                 "WANDB_API_KEY": "needed for KOTONE_TRACKING=online",
                 "TQDM_DISABLE": "1 = no progress bars at all",
             }
@@ -174,6 +175,7 @@ def planning_context(config: LoopConfig) -> Any:
 async def plan_stage(session: Any, cycle: int, config: LoopConfig, out: Path) -> None:
     from agent.backends import PlannerConfig, make_planner
     from tools.core.atomic import atomic_write_json
+    from tools.core.redaction import redact_text
 
     plan = await make_planner(PlannerConfig.from_loop(config)).plan(session, cycle, planning_context(config))
     atomic_write_json(out / "plan.json", plan)
@@ -183,8 +185,8 @@ async def plan_stage(session: Any, cycle: int, config: LoopConfig, out: Path) ->
     )
     for spec in plan.candidates:
         print(f"  {spec.name}: {spec.describe()} — {spec.reason}", flush=True)
-    if plan.fallback_reason:
-        print(f"  (the rule planner decided: {plan.fallback_reason})", flush=True)
+    if plan.fallback_reason:  # may quote an upstream's error, which may echo a key
+        print(f"  (the rule planner decided: {redact_text(plan.fallback_reason)})", flush=True)
     for reply in plan.note_replies:
         print(
             f"  note {reply.note_id}: {'followed' if reply.followed else 'NOT followed'} — {reply.reason}",

@@ -165,7 +165,7 @@ def test_loop_settings_pick_the_openai_planner_and_teacher(monkeypatch):
         teacher="openai",
         openai_base_url="http://127.0.0.1:8080/v1",
         openai_model="smollm2",
-        openai_api_key_env="MY_LOCAL_KEY",
+        openai_auth_env="MY_LOCAL_KEY",
         openai_tools=False,
         openai_timeout_s=7,
     )
