@@ -66,6 +66,14 @@ def test_an_approval_is_pending_once_then_decided_once(artifacts):
         steering.decide_approval(4, True, "ana")
 
 
+def test_only_an_approved_winner_or_no_approval_asked_lets_the_champion_move(artifacts):
+    assert steering.allows_promotion(None)  # approve mode off: the gate alone decides
+    pending = steering.request_approval(2, "stack", None)
+    assert not steering.allows_promotion(pending)
+    assert not steering.allows_promotion(pending.model_copy(update={"status": "rejected"}))
+    assert steering.allows_promotion(steering.decide_approval(2, True, "ana"))
+
+
 def test_kotone_steer_writes_directly_and_refuses_bad_requests_with_exit_2(artifacts, capsys):
     assert steer.main(["prefer more replay on warmth; leave the learning rate alone"]) == 0
     assert "note 1 added" in capsys.readouterr().out

@@ -52,7 +52,7 @@ from tools.core.contracts import (
     LearnabilitySlice,
 )
 from tools.core.paths import cycle_dir
-from tools.core.steering import read_approval
+from tools.core.steering import allows_promotion, read_approval
 from tools.evaluation.metrics import EvalReport
 
 GATE_FILE = "gate.json"
@@ -195,7 +195,7 @@ def build_decision(cycle: int, config: LoopConfig, started_at: str) -> DecisionR
     decision_input = json.loads((cycle_dir(cycle) / "mcp_decision_input.json").read_text())
     sources, runs = _sources(cycle)
     approval = read_approval(cycle)  # approve mode: a person (or the timeout) decided the winner's fate
-    promoted = result.promoted and (approval is None or approval.status == "approved")
+    promoted = result.promoted and allows_promotion(approval)
     after = promoted_record(cycle, result) if promoted else before
     return DecisionRecord(
         cycle=cycle,

@@ -188,6 +188,11 @@ def request_approval(cycle: int, candidate: str, timeout_s: float | None) -> App
     return approval
 
 
+def allows_promotion(approval: Approval | None) -> bool:
+    """No approval was asked (approve mode off) or a person approved; pending or rejected keeps the champion."""
+    return approval is None or approval.status == "approved"
+
+
 def pending_approvals() -> list[Approval]:
     found = (
         read_approval(int(p.parent.name.split("_")[1])) for p in loop_dir().glob(f"cycle_*/{APPROVAL_FILE}")
