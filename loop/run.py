@@ -189,7 +189,8 @@ async def plan_stage(session: Any, cycle: int, config: LoopConfig, out: Path) ->
         print(f"  (the rule planner decided: {redact_text(plan.fallback_reason)})", flush=True)
     for reply in plan.note_replies:
         print(
-            f"  note {reply.note_id}: {'followed' if reply.followed else 'NOT followed'} — {reply.reason}",
+            f"  note {reply.note_id}: {'followed' if reply.followed else 'NOT followed'} — "
+            + redact_text(reply.reason),
             flush=True,
         )
 

@@ -15,21 +15,28 @@ import time
 from pathlib import Path
 
 import pytest
-from test_loop_e2e import _before_log, _copy, _env, _history, _json, _run, _start
+from test_loop_e2e import _before_log, _copy, _env, _history, _json, _start
 
 from tools.core.paths import PROJECT_ROOT
 from tools.core.schema import DIMS
 
 pytestmark = pytest.mark.slow
 NO_PROMOTION = {"KOTONE_GATE__MIN_MAE_IMPROVEMENT": "10"}  # nothing passes: no second-seed training either
+# Smaller than test_loop_e2e's runs: the steering is under test here, not the training.
+SMALL = {"KOTONE_MAX_TRAIN_ROWS": "300", "KOTONE_GATE__CONFIRM": "false"}
+
+
+def env_for(artifacts: Path, tiny: Path, **extra: str) -> dict[str, str]:
+    return _env(artifacts, tiny, **{**SMALL, **extra})
 
 
 @pytest.fixture(scope="module")
 def cycle_one(tmp_path_factory: pytest.TempPathFactory, tiny_base_model: Path) -> Path:
     """Cycle 0, then cycle 1 (the default stack, promoted): artifacts to copy."""
     artifacts = tmp_path_factory.mktemp("steering") / "artifacts"
-    result = _run(_env(artifacts, tiny_base_model), "--cycles", "1")
-    assert "cycle 1: PROMOTED" in result.stdout, result.stdout
+    process = _start(env_for(artifacts, tiny_base_model), "--cycles", "1")
+    stdout, stderr = process.communicate(timeout=2400)
+    assert process.returncode == 0 and "cycle 1: PROMOTED" in stdout, stdout + stderr
     return artifacts
 
 
@@ -64,7 +71,7 @@ def test_a_note_added_mid_run_is_answered_by_the_next_plan_and_a_pause_holds_the
     cycle_one, tmp_path, tiny_base_model
 ):
     artifacts = _copy(cycle_one, tmp_path / "artifacts")
-    env = _env(artifacts, tiny_base_model, **NO_PROMOTION)
+    env = env_for(artifacts, tiny_base_model, **NO_PROMOTION)
     process = _start(env, "--cycles", "2")
     wait_until(lambda: "plan" in state(artifacts, 2).get("completed", []), process, "cycle 2's plan")
     # a focus cycle 2 did not have, so that stack-cheap on it is a recipe not judged yet
@@ -105,7 +112,7 @@ def test_approve_mode_keeps_the_winner_pending_through_a_kill_until_a_person_app
     cycle_one, tmp_path, tiny_base_model
 ):
     artifacts = _copy(cycle_one, tmp_path / "artifacts")
-    env = _env(artifacts, tiny_base_model)
+    env = env_for(artifacts, tiny_base_model)
     os.environ["KOTONE_ARTIFACTS"] = str(artifacts)  # _before_log reads through the artifacts helpers
     try:
         _before_log(artifacts)
@@ -156,7 +163,7 @@ def test_a_cycle_planned_by_a_local_llm_server_runs_end_to_end_with_its_plan_rep
 
     artifacts = _copy(cycle_one, tmp_path / "artifacts")
     with llama_server() as base_url:
-        env = _env(
+        env = env_for(
             artifacts,
             tiny_base_model,
             KOTONE_PLANNER="openai",
@@ -168,8 +175,9 @@ def test_a_cycle_planned_by_a_local_llm_server_runs_end_to_end_with_its_plan_rep
             KOTONE_PLANNER_MAX_TOTAL_S="900",
             **NO_PROMOTION,
         )
-        result = _run(env, "--cycles", "1")
-    assert "cycle 2: REJECTED" in result.stdout, result.stdout
+        process = _start(env, "--cycles", "1")
+        stdout, stderr = process.communicate(timeout=2400)  # a 135M model on one thread: minutes
+    assert process.returncode == 0 and "cycle 2: REJECTED" in stdout, stdout + stderr
     cycle2 = artifacts / "loop" / "cycle_2"
     plan = _json(cycle2 / "plan.json")
     failed = [c["name"] for c in plan["evidence_checks"] if not c["passed"]]
