@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from agent.openai_planner import OpenAIPlannerConfig
 from agent.planner import MistralPlannerConfig, Planner
 
 
@@ -19,10 +20,11 @@ class PlannerConfigError(RuntimeError):
 
 
 class PlannerConfig(BaseModel):
-    backend: Literal["auto", "offline", "mistral"] = Field(
+    backend: Literal["auto", "offline", "mistral", "openai"] = Field(
         "auto", description="auto: mistral when the API key env var is set, else offline"
     )
     mistral: MistralPlannerConfig = Field(default_factory=MistralPlannerConfig)
+    openai: OpenAIPlannerConfig = Field(default_factory=OpenAIPlannerConfig)
 
     @classmethod
     def from_env(cls) -> PlannerConfig:
@@ -45,7 +47,18 @@ class PlannerConfig(BaseModel):
         )
         if config.mistral_server_url:
             mistral.server_url = config.mistral_server_url
-        return cls(backend=config.planner, mistral=mistral)
+        openai = OpenAIPlannerConfig(
+            base_url=config.openai_base_url,
+            model=config.openai_model,
+            api_key_env=config.openai_auth_env,
+            json_schema=config.openai_json_schema,
+            use_tools=config.openai_tools,
+            max_tokens=config.openai_max_tokens,
+            timeout_ms=round(config.openai_timeout_s * 1000),
+            max_attempts=config.openai_max_attempts,
+            max_total_s=config.planner_max_total_s,
+        )
+        return cls(backend=config.planner, mistral=mistral, openai=openai)
 
 
 def make_planner(config: PlannerConfig | None = None) -> Planner:
@@ -58,6 +71,10 @@ def make_planner(config: PlannerConfig | None = None) -> Planner:
         backend = "mistral" if os.environ.get(config.mistral.api_key_env) else "offline"
     if backend == "offline":
         return OfflinePlanner()
+    if backend == "openai":
+        from agent.openai_planner import OpenAIPlanner
+
+        return OpenAIPlanner(config.openai, api_key=os.environ.get(config.openai.api_key_env) or None)
     from agent.mistral_planner import MistralPlanner
 
     api_key = os.environ.get(config.mistral.api_key_env)

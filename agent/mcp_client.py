@@ -52,7 +52,8 @@ _OFFLINE_DEFAULTS = {
 def child_environment(source: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for our stdio server: paths, settings, and the secrets its tools use, no others.
 
-    `MISTRAL_API_KEY` is passed when set (the augment tool's teacher uses Mistral with it);
+    `MISTRAL_API_KEY` is passed when set (the augment tool's teacher uses Mistral with it), and so is the
+    OpenAI-compatible teacher's key (`OPENAI_API_KEY`, or the variable `KOTONE_OPENAI_AUTH_ENV` names);
     `WANDB_API_KEY` only when tracking is online (`KOTONE_TRACKING`, else `WANDB_MODE`, is `online`);
     any other variable whose name looks like a secret (KEY/TOKEN/SECRET/PASSWORD) never is.
     """
@@ -68,6 +69,9 @@ def child_environment(source: dict[str, str] | None = None) -> dict[str, str]:
         env["WANDB_API_KEY"] = source["WANDB_API_KEY"]
     if source.get("MISTRAL_API_KEY"):
         env["MISTRAL_API_KEY"] = source["MISTRAL_API_KEY"]
+    openai_key = source.get("KOTONE_OPENAI_AUTH_ENV") or "OPENAI_API_KEY"  # the teacher 'openai' uses it
+    if source.get(openai_key):
+        env[openai_key] = source[openai_key]
     python_path = [str(PROJECT_ROOT), *filter(None, source.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(python_path))
     env["KOTONE_ARTIFACTS"] = source.get("KOTONE_ARTIFACTS", str(artifacts_dir()))

@@ -24,9 +24,12 @@ import httpx2
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
+from agent.evidence_check import check_plan, failed
 from agent.guardrails import apply_guardrails, describe_ranges
 from agent.mcp_client import ToolSession, ToolSpec
+from agent.memory import outcome_table
 from agent.offline_planner import plan_from_evidence
+from agent.operator_notes import complete_replies, read_notes
 from agent.planner import (
     READ_ONLY_TOOLS,
     Evidence,
@@ -180,14 +183,35 @@ class MistralPlanner:
         self._client = Mistral(api_key=api_key, server_url=config.server_url, timeout_ms=config.timeout_ms)
 
     async def plan(self, session: ToolSession, cycle: int, context: PlanningContext) -> CyclePlan:
+        """The model's plan when it is usable and passes the evidence check; else the rule planner's, with
+        the reason (and the failed checks) recorded."""
         evidence = await read_evidence(session, context)
         try:
-            return await self._plan_in_time(session, cycle, context, evidence)
+            plan = await self._plan_in_time(session, cycle, context, evidence)
         except PlanningFailed as failure:
-            reason = f"{self.name}: {failure}"
-            session.transcript.record_fallback(reason)
-            plan = plan_from_evidence(evidence, cycle, context)
-            return plan.model_copy(update={"fallback_reason": reason})
+            return self._fallback(session, evidence, cycle, context, f"{self.name}: {failure}")
+        asks = read_notes(context.operator_notes)
+        checks = check_plan(plan, evidence, context, asks)
+        plan = plan.model_copy(
+            update={"note_replies": complete_replies(plan, asks), "evidence_checks": checks}
+        )
+        if bad := failed(checks):
+            session.transcript.record_note(
+                what="plan rejected by the evidence check", plan=plan.model_dump(mode="json")
+            )
+            reason = f"{self.name}: evidence check failed: " + "; ".join(
+                f"{c.name} ({c.detail})" for c in bad
+            )
+            fallback = self._fallback(session, evidence, cycle, context, reason)
+            return fallback.model_copy(update={"evidence_checks": checks})
+        return plan
+
+    def _fallback(
+        self, session: ToolSession, evidence: Evidence, cycle: int, context: PlanningContext, reason: str
+    ) -> CyclePlan:
+        session.transcript.record_fallback(reason)
+        plan = plan_from_evidence(evidence, cycle, context)
+        return plan.model_copy(update={"fallback_reason": reason})
 
     async def _plan_in_time(self, *args: Any) -> CyclePlan:
         """`_plan_with_model` within `max_total_s`: a server that never answers must not hold the loop."""
@@ -239,9 +263,15 @@ class MistralPlanner:
             tool_names=[spec.name for spec in specs],
             max_tool_calls=self.config.max_tool_calls,
             tried=judged_lines(evidence.history),
+            memory=[row.line() for row in outcome_table(evidence.history)],
+            evidence_summary=self._evidence_in_prompt(evidence, specs),
         )
         system = render("planner_system.j2", ranges=describe_ranges(evidence.capacity), k=context.candidates)
         return [{"role": "system", "content": system.strip()}, {"role": "user", "content": user.strip()}]
+
+    def _evidence_in_prompt(self, evidence: Evidence, specs: list[ToolSpec]) -> str | None:
+        """The evidence as text for a model that gets no tools (None: it reads the evidence through them)."""
+        return None
 
     async def _tool_loop(
         self, session: ToolSession, messages: list[dict[str, Any]], tools: list[dict[str, Any]], usage: _Usage

@@ -27,15 +27,29 @@ Augmentation (hard failures = worst out-of-fold rows with row MAE >= 1.5), never
 Candidates: K single-lever moves from the incumbent recipe, never a recipe already judged
 (`agent/search.py`); none left = the search space is exhausted. Finally the guardrails clip everything
 (agent/guardrails.py).
+
+Operator notes (`agent/operator_notes.py`): dims a note names replace the focus; levers a note prefers go
+first, levers it says to leave alone are never proposed; a stop is answered (the loop ends the run after
+the cycle); a note that asks to relax the gate is answered "not followed". Every open note gets a reply.
+Memory (`agent/memory.py`): a lever rejected twice for the same focus without a promotion goes last.
 """
 
 from __future__ import annotations
 
 from agent.guardrails import apply_guardrails, clip_candidate
 from agent.mcp_client import ToolSession
+from agent.memory import demoted_levers, outcome_table
+from agent.operator_notes import asked_focus, asked_levers, offline_reply, read_notes
 from agent.planner import Evidence, PlanningContext, SearchExhausted, read_evidence
-from agent.search import incumbent_spec, propose, tried_recipes
-from tools.core.contracts import AugmentationSpec, CyclePlan, Diagnosis, FailureCase, MetricSummary
+from agent.search import incumbent_spec, propose, tried_recipes, why_not_proposed
+from tools.core.contracts import (
+    AugmentationSpec,
+    CandidateSpec,
+    CyclePlan,
+    Diagnosis,
+    FailureCase,
+    MetricSummary,
+)
 from tools.core.schema import DIMS, rank_dims_by_weakness
 
 CONSTANT_BASELINE = "train-median"
@@ -158,7 +172,11 @@ def planning_inputs(context: PlanningContext) -> str:
 
 def plan_from_evidence(evidence: Evidence, cycle: int, context: PlanningContext) -> CyclePlan:
     """K untried candidates around the incumbent; `SearchExhausted` when there is none."""
+    asks = read_notes(context.operator_notes)
     focus, focus_reason = choose_focus_dims(evidence, context.diagnosis)
+    if noted := [d for d in asked_focus(asks) if d in DIMS][:MAX_FOCUS]:
+        focus_reason = f"asked by an operator note: {', '.join(noted)} (the rules would pick {focus_reason})"
+        focus = noted
     augmentation, augmentation_reason = choose_augmentation(focus, evidence)
     champion = evidence.champion
     incumbent = incumbent_spec(
@@ -171,6 +189,12 @@ def plan_from_evidence(evidence: Evidence, cycle: int, context: PlanningContext)
         focus,
     )
     tried = tried_recipes(evidence.history)
+    prefer, avoid = asked_levers(asks)
+    not_again = demoted_levers(outcome_table(evidence.history), focus)
+
+    def clip(spec: CandidateSpec) -> CandidateSpec:
+        return clip_candidate(spec, evidence.capacity, [])
+
     candidates = propose(
         incumbent,
         tried,
@@ -178,24 +202,32 @@ def plan_from_evidence(evidence: Evidence, cycle: int, context: PlanningContext)
         cycle,
         evidence.capacity,
         context.default_options,
-        clip=lambda spec: clip_candidate(spec, evidence.capacity, []),
+        clip=clip,
         incumbent_is_champion=champion is not None and champion.recipe == incumbent.student,
+        prefer=prefer,
+        avoid=avoid,
+        demote={row.lever for row in not_again},
     )
     if not candidates:
         raise SearchExhausted(
             f"every move from the incumbent ({incumbent.student.label()}) was tried: {len(tried)} recipes judged"
         )
-    plan = CyclePlan(
-        cycle=cycle,
-        candidates=candidates,
-        reasons={
-            "evidence": planning_inputs(context),
-            "focus_dims": focus_reason,
-            "augmentation": augmentation_reason,
-            "search": f"{len(candidates)} untried moves from {incumbent.describe()} ({len(tried)} recipes judged before)",
-        },
-        planner="offline",
-    )
+    reasons = {
+        "evidence": planning_inputs(context),
+        "focus_dims": focus_reason,
+        "augmentation": augmentation_reason,
+        "search": f"{len(candidates)} untried moves from {incumbent.describe()} ({len(tried)} recipes judged before)",
+    }
+    if not_again:
+        reasons["memory"] = "moved last (rejected twice for this focus): " + "; ".join(
+            r.line() for r in not_again
+        )
+    plan = CyclePlan(cycle=cycle, candidates=candidates, reasons=reasons, planner="offline")
+    why_not = {
+        lever: why_not_proposed(lever, incumbent, tried, evidence.capacity, context.default_options, clip)
+        for lever in prefer
+    }
+    plan.note_replies = [offline_reply(ask, plan, why_not) for ask in asks]
     return apply_guardrails(plan, evidence.capacity)
 
 

@@ -25,6 +25,7 @@ from tools.core.contracts import (
     LearnabilitySlice,
     SnapshotReading,
 )
+from tools.core.steering import OperatorNote
 
 SNAPSHOT_TOOL = "get_eval_snapshot_tool"
 HISTORY_TOOL = "get_cycle_history_tool"
@@ -64,7 +65,9 @@ class PlanningContext(BaseModel):
     entity_name: str | None = Field(None, description="W&B entity, for the W&B-mirroring tools")
     project_name: str | None = Field(None, description="W&B project, for the W&B-mirroring tools")
     history_limit: int = Field(50, description="most recent cycles read from the history tool")
-    operator_notes: list[str] = Field(default_factory=list, description="free text shown to model planners")
+    operator_notes: list[OperatorNote] = Field(
+        default_factory=list, description="the open operator notes: every plan replies to each"
+    )
     snapshot: SnapshotReading | None = Field(
         None, description="what the cycle's snapshot stage read through the tools; not read again"
     )

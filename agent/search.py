@@ -25,7 +25,7 @@ When no move is left the space is exhausted and the loop stops: a plateau means 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence, Set
 from typing import NamedTuple
 
 from tools.core.contracts import (
@@ -180,6 +180,24 @@ def incumbent_spec(
     )
 
 
+def ordered_levers(
+    levers_in_order: list[Lever],
+    prefer: Sequence[str] = (),
+    avoid: Set[str] = frozenset(),
+    demote: Set[str] = frozenset(),
+) -> list[Lever]:
+    """Operator-preferred levers first (in the notes' order), then the usual order, demoted ones last;
+    avoided ones never."""
+    by_name = {lever.name: lever for lever in levers_in_order}
+    first = [by_name[name] for name in prefer if name in by_name and name not in avoid]
+    rest = [lever for lever in levers_in_order if lever not in first and lever.name not in avoid]
+    return (
+        first
+        + [lever for lever in rest if lever.name not in demote]
+        + [lever for lever in rest if lever.name in demote]
+    )
+
+
 def propose(
     incumbent: CandidateSpec,
     tried: set[str],
@@ -189,12 +207,16 @@ def propose(
     default_options: dict,
     clip: Callable[[CandidateSpec], CandidateSpec],
     incumbent_is_champion: bool,
+    prefer: Sequence[str] = (),
+    avoid: Set[str] = frozenset(),
+    demote: Set[str] = frozenset(),
 ) -> list[CandidateSpec]:
     """Up to k untried single-lever moves from the incumbent (fewer, or none, when the space runs out).
-    The incumbent itself is not proposed when it is the champion's recipe (that would be a seed-only draw)."""
+    The incumbent itself is not proposed when it is the champion's recipe (that would be a seed-only draw).
+    `prefer` / `avoid` / `demote` reorder the levers (operator notes, the outcome memory)."""
     seen = set(tried) | ({clip(incumbent).recipe_key()} if incumbent_is_champion else set())
     chosen: list[CandidateSpec] = []
-    for lever in levers(capacity, default_options):
+    for lever in ordered_levers(levers(capacity, default_options), prefer, avoid, demote):
         if len(chosen) == k:
             break
         if lever.lm_knob and not incumbent.student.uses_lm:
@@ -207,3 +229,22 @@ def propose(
         seen.add(spec.recipe_key())
         chosen.append(spec)
     return chosen
+
+
+def why_not_proposed(
+    name: str,
+    incumbent: CandidateSpec,
+    tried: set[str],
+    capacity: Capacity,
+    default_options: dict,
+    clip: Callable[[CandidateSpec], CandidateSpec],
+) -> str:
+    """Why lever `name` is not among the candidates (for the reply to an operator note that asked for it)."""
+    lever = next((lever for lever in levers(capacity, default_options) if lever.name == name), None)
+    if lever is None:
+        return "not a lever of this search"
+    if lever.lm_knob and not incumbent.student.uses_lm:
+        return f"the incumbent ({incumbent.student.label()}) has no LM for it to move"
+    if clip(lever.move(incumbent)).recipe_key() in tried:
+        return f"its move from the incumbent ({incumbent.student.label()}) was already judged"
+    return "the K candidate slots went to other levers first"

@@ -61,10 +61,12 @@ class LoopConfig(BaseModel):
     decoder: Literal["skeleton", "skeleton_ev", "free"] = Field(
         "skeleton_ev", description="decoder of generative students (regression students have one)"
     )
-    planner: Literal["auto", "offline", "mistral"] = Field(
-        "auto", description="'auto' = mistral when MISTRAL_API_KEY is set, else the offline planner"
+    planner: Literal["auto", "offline", "mistral", "openai"] = Field(
+        "auto",
+        description="'auto' = mistral when MISTRAL_API_KEY is set, else the offline planner; 'openai' = any "
+        "OpenAI-compatible server (openai_base_url)",
     )
-    teacher: Literal["auto", "offline", "mistral", "none"] = Field(
+    teacher: Literal["auto", "offline", "mistral", "openai", "none"] = Field(
         "auto",
         description="'auto' = mistral when MISTRAL_API_KEY is set, else the offline generator on the shipped "
         "data and none (hard-case replay only) on other data, whose mapping the generator does not know",
@@ -83,6 +85,34 @@ class LoopConfig(BaseModel):
         120.0,
         gt=0,
         description="cap on the Mistral planner's whole turn; past it the offline planner decides",
+    )
+    openai_base_url: str = Field(
+        "http://127.0.0.1:11434/v1",
+        description="OpenAI-compatible server of planner/teacher 'openai', with /v1 (default: Ollama's)",
+    )
+    openai_model: str = Field(
+        "qwen2.5:7b-instruct", description="model name the OpenAI-compatible server knows"
+    )
+    openai_auth_env: str = Field(
+        "OPENAI_API_KEY", description="variable holding its API key (unset: no Authorization header)"
+    )
+    openai_json_schema: bool = Field(
+        True, description="ask for JSON-schema structured output (false for servers without response_format)"
+    )
+    openai_tools: bool = Field(
+        True,
+        description="offer the planner the MCP tools as functions (false: the evidence goes in the prompt)",
+    )
+    openai_timeout_s: float = Field(120.0, gt=0, description="one request's timeout (planner and teacher)")
+    openai_max_attempts: int = Field(
+        3, ge=1, description="tries per request on 429 / 5xx / transport errors / timeouts"
+    )
+    openai_max_tokens: int = Field(2000, ge=64, description="completion tokens per request at most")
+    approve: bool = Field(
+        False, description="a winner that passed the gate waits for kotone-steer --approve / --reject"
+    )
+    approve_timeout_s: float | None = Field(
+        None, gt=0, description="approve mode: unanswered this long, the winner is rejected (None = wait)"
     )
     eval_batch_size: int = Field(16, ge=1)
     max_eval_rows: int | None = Field(

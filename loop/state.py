@@ -23,6 +23,7 @@ STAGES: tuple[str, ...] = (
     "evaluate",
     "gate",
     "confirm",
+    "approve",
     "log",
 )
 

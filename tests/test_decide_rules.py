@@ -10,6 +10,7 @@ from loop.gate import GateConfig, run_gate
 from loop.stages.candidate import CONFIRM_SEED_OFFSET, training_seed
 from loop.stages.decide import candidate_to_promote, confirmation_skipped
 from tools.core.contracts import AugmentationSpec, CandidateSpec, StudentRecipe
+from tools.core.steering import Approval
 from tools.student.ensemble import member_seed
 
 CHAMPION = uniform(1.0)
@@ -23,17 +24,17 @@ def _winner_gate(confirm_offset: float | None):
 
 
 def test_a_winner_that_failed_its_confirmation_never_becomes_champion():
-    assert candidate_to_promote(_winner_gate(confirm_offset=1.0)) is None
+    assert candidate_to_promote(_winner_gate(confirm_offset=1.0), None) is None
 
 
 def test_a_confirmed_winner_or_one_that_needed_no_confirmation_becomes_champion():
-    assert candidate_to_promote(_winner_gate(confirm_offset=0.5)) == "a"
-    assert candidate_to_promote(_winner_gate(confirm_offset=None)) == "a"
+    assert candidate_to_promote(_winner_gate(confirm_offset=0.5), None) == "a"
+    assert candidate_to_promote(_winner_gate(confirm_offset=None), None) == "a"
 
 
 def test_without_a_winner_nobody_is_promoted():
     result = cycle(CHAMPION, {"a": uniform(2.0)}, GateConfig())
-    assert result.winner is None and candidate_to_promote(result) is None
+    assert result.winner is None and candidate_to_promote(result, None) is None
     assert CHAMPION_RECORD.cycle == 0
 
 
@@ -70,3 +71,10 @@ def test_the_confirmation_trains_every_member_with_seeds_the_first_training_neve
     again = {member_seed(training_seed(spec, CONFIRM_SEED_OFFSET), fold) for fold in range(5)}
     assert training_seed(spec, 0) == spec.seed
     assert not first & again
+
+
+@pytest.mark.parametrize(("status", "promoted"), [("pending", None), ("rejected", None), ("approved", "a")])
+def test_in_approve_mode_only_an_approved_winner_becomes_champion(status, promoted):
+    approval = Approval(cycle=1, candidate="a", status=status, pending_since="2026-12-07T00:00:00+00:00")
+    assert candidate_to_promote(_winner_gate(confirm_offset=0.5), approval) == promoted
+    assert candidate_to_promote(_winner_gate(confirm_offset=1.0), approval) is None

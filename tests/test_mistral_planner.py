@@ -157,6 +157,7 @@ def test_model_reads_evidence_through_tool_calls_then_answers_with_k_candidates(
         plan, transcript = run_planner(config(server.url))
 
     assert plan.planner == "mistral:mistral-large-latest" and plan.fallback_reason is None and plan.cycle == 2
+    assert plan.evidence_checks and all(check.passed for check in plan.evidence_checks)
     assert [spec.name for spec in plan.candidates] == ["deeper", "lr-half"]
     assert [spec.seed for spec in plan.candidates] == [20, 21]
     assert plan.candidate("lr-half").hparams.learning_rate == 1e-4 and plan.focus_dims == ["complexity"]
@@ -318,7 +319,9 @@ def test_two_candidates_with_the_same_recipe_are_sent_back() -> None:
     assert plan.fallback_reason is None
 
 
-def test_out_of_range_values_from_the_model_are_clipped_and_recorded() -> None:
+def test_out_of_range_values_fail_the_evidence_check_and_the_rule_planner_decides() -> None:
+    """Issue 20.5: a plan the guardrails had to clip asked for something the evidence does not allow; it
+    does not run, and the decision log's record names the checks that failed."""
     wild = candidate(
         hparams={"learning_rate": 0.5, "lora_r": 48, "lora_alpha": 96, "epochs": 9},
         augmentation={
@@ -328,17 +331,37 @@ def test_out_of_range_values_from_the_model_are_clipped_and_recorded() -> None:
         },
     )
     with FakeMistralServer([completion(content=answer(wild))]) as server:
-        plan, _ = run_planner(config(server.url))
+        plan, transcript = run_planner(config(server.url))
 
-    (spec,) = plan.candidates
-    assert (spec.hparams.lora_r, spec.hparams.learning_rate, spec.hparams.epochs) == (32, 5e-3, 4)
-    assert (spec.augmentation.teacher_pairs, spec.augmentation.replay_rows) == (300, 50)
-    assert spec.augmentation.target_buckets == {"complexity": [0, 10]}
-    assert "candidate deeper: lora_r 48 -> 32 (allowed 4, 8, 16, 32, 64)" in plan.clipped
-    assert "candidate deeper: learning_rate 0.5 -> 0.005 (allowed 1e-05 .. 0.005)" in plan.clipped
-    assert "candidate deeper: teacher_pairs 5000 -> 300 (allowed 0 .. 300)" in plan.clipped
-    assert "candidate deeper: replay_rows 999 -> 50 (allowed 0 .. 50)" in plan.clipped
-    assert plan.fallback_reason is None and len(server.requests) == 1
+    assert plan.model_copy(update={"fallback_reason": None, "evidence_checks": []}) == offline_plan()
+    checks = {c.name: c for c in plan.evidence_checks}
+    assert not checks["hparams_in_bounds"].passed and not checks["augmentation_within_capacity"].passed
+    assert (
+        "candidate deeper: lora_r 48 -> 32 (allowed 4, 8, 16, 32, 64)" in checks["hparams_in_bounds"].detail
+    )
+    assert "learning_rate 0.5 -> 0.005" in checks["hparams_in_bounds"].detail
+    assert "teacher_pairs 5000 -> 300 (allowed 0 .. 300)" in checks["augmentation_within_capacity"].detail
+    assert checks["focus_in_weak_dims"].passed and checks["recipe_not_judged"].passed
+    assert "evidence check failed: hparams_in_bounds" in plan.fallback_reason
+    assert "augmentation_within_capacity" in plan.fallback_reason and len(server.requests) == 1
+    rejected = [
+        e for e in transcript.events_of("note") if e.data.get("what") == "plan rejected by the evidence check"
+    ]
+    assert rejected and rejected[0].data["plan"]["candidates"][0]["name"] == "deeper"
+
+
+def test_a_focus_outside_the_weak_dims_fails_the_evidence_check() -> None:
+    """The fixture's diagnosis ranks complexity first (CV 1.3 vs the constant's 1.0), the rest tie at 0.8:
+    the weak dims are complexity, energy, warmth; a plan aimed at nostalgia is not backed by the evidence."""
+    off = candidate(
+        augmentation={"teacher_pairs": 120, "replay_rows": 20, "target_buckets": {}}, focus_dims=["nostalgia"]
+    )
+    with FakeMistralServer([completion(content=answer(off))]) as server:
+        plan, _ = run_planner(config(server.url))
+    check = next(c for c in plan.evidence_checks if c.name == "focus_in_weak_dims")
+    assert not check.passed and "weak dims complexity, energy, warmth" in check.detail
+    assert "not weak: nostalgia" in check.detail and plan.planner == "offline"
+    assert "evidence check failed: focus_in_weak_dims" in plan.fallback_reason
 
 
 def test_action_tools_are_refused_and_the_tool_call_budget_is_enforced() -> None:
@@ -438,9 +461,12 @@ def test_against_the_real_server_only_read_only_tools_are_offered_and_the_transc
         "confirm_winner_tool",
         "write_decision_log_tool",
     }
-    (spec,) = plan.candidates
-    assert plan.fallback_reason is None and spec.augmentation.teacher_pairs == 0
-    assert "candidate deeper: teacher_pairs 60 -> 0 (allowed 0 .. 0)" in plan.clipped
+    # 60 teacher pairs where the capacity tool says there is no teacher: the plan does not run
+    assert "candidate deeper: teacher_pairs 60 -> 0 (allowed 0 .. 0)" in plan.evidence_checks[3].detail
+    assert (
+        plan.planner == "offline"
+        and "evidence check failed: augmentation_within_capacity" in plan.fallback_reason
+    )
     calls = json.loads(snapshot_path.read_text())["calls"]
     capacity_call = next(call for call in calls if call["name"] == "get_augmentation_capacity_tool")
     assert capacity_call["result"]["teacher"] == "none" and capacity_call["result"]["max_teacher_pairs"] == 0

@@ -53,6 +53,7 @@ from tools.core.contracts import (
     HParams,
 )
 from tools.core.paths import cycle_dir
+from tools.core.steering import Approval, allows_promotion, read_approval
 from tools.evaluation.metrics import EvalReport
 
 GATE_FILE = "gate.json"
@@ -90,10 +91,10 @@ def confirmation_skipped(spec: CandidateSpec, gate: GateConfig) -> str | None:
     return None
 
 
-def candidate_to_promote(gate: CycleGate) -> str | None:
-    """The candidate the log stage makes champion: the gate's winner, and only once it passed its
-    confirmation (or needed none)."""
-    return gate.winner if gate.promoted else None
+def candidate_to_promote(gate: CycleGate, approval: Approval | None) -> str | None:
+    """The candidate the log stage makes champion: the gate's winner, only once it passed its confirmation
+    (or needed none) and, in approve mode, once a person approved it."""
+    return gate.winner if gate.promoted and allows_promotion(approval) else None
 
 
 def confirm(cycle: int, config: LoopConfig) -> CycleGate:
@@ -136,7 +137,7 @@ def _spec_hparams(champion: ChampionRecord, config: LoopConfig) -> HParams:
     return read_plan(champion.cycle).candidate(champion.candidate).hparams
 
 
-def _candidate_rows(cycle: int, config: LoopConfig, result: CycleGate) -> list[CandidateRow]:
+def _candidate_rows(cycle: int, config: LoopConfig, result: CycleGate, promoted: bool) -> list[CandidateRow]:
     plan = read_plan(cycle)
     before = _spec_hparams(result.champion_before, config)
     rows = []
@@ -148,7 +149,7 @@ def _candidate_rows(cycle: int, config: LoopConfig, result: CycleGate) -> list[C
         if outcome is None or outcome.status != "trained":
             status = outcome.status if outcome else "crashed"
         elif spec.name == result.winner:
-            status = "promoted" if result.promoted else "winner"
+            status = "promoted" if promoted else "winner"
         else:
             status = "rejected"
         rows.append(
@@ -207,12 +208,14 @@ def build_decision(cycle: int, config: LoopConfig, started_at: str) -> DecisionR
             table.append(TableRow.from_report(f"baseline {name}", baseline))
     diagnosis = read_diagnosis(cycle)
     sources, runs = _sources(cycle)
-    after = promoted_record(cycle, result) if result.promoted else before
+    approval = read_approval(cycle)  # approve mode: a person (or the timeout) decided the winner's fate
+    promoted = candidate_to_promote(result, approval) is not None
+    after = promoted_record(cycle, result) if promoted else before
     return DecisionRecord(
         cycle=cycle,
         started_at=started_at,
         finished_at=now_iso(),
-        verdict="promoted" if result.promoted else "rejected",
+        verdict="promoted" if promoted else "rejected",
         sources=sources,
         runs_read=runs,
         weak_dims=[
@@ -226,13 +229,14 @@ def build_decision(cycle: int, config: LoopConfig, started_at: str) -> DecisionR
         ],
         learnability=diagnosis.learnability,
         plan=plan,
-        candidates=_candidate_rows(cycle, config, result),
+        candidates=_candidate_rows(cycle, config, result, promoted),
         winner=result.winner,
         table=table,
         gate=result,
         winner_gate=winner_gate,
         champion_before=before,
         champion_after=after,
+        approval=approval,
     )
 
 
@@ -252,7 +256,7 @@ def log_decision(cycle: int, config: LoopConfig, started_at: str, wall_s: float 
     else:
         record = build_decision(cycle, config, started_at)
     write_decision(record, out)  # the same bytes for the same record: a repeat rewrites nothing new
-    if (winner := candidate_to_promote(record.gate)) is not None:
+    if (winner := candidate_to_promote(record.gate, record.approval)) is not None:
         promote(cycle, winner)
         evaluate_test_for_the_record(cycle, winner, config)
     if not any(e.cycle == cycle and e.status in ("promoted", "rejected") for e in read_history()):
@@ -281,6 +285,8 @@ def history_entry(record: DecisionRecord, wall_s: float | None) -> CycleHistoryE
                 valid_mae_rounded=row.valid.vector_mae_rounded if row.valid else None,
                 failed_checks=row.failed_checks,
                 note=row.note,
+                focus_dims=list(spec.focus_dims),
+                p_better=None if row.p_value is None else round(1 - row.p_value, 4),
             )
         )
     failed = (
@@ -289,6 +295,10 @@ def history_entry(record: DecisionRecord, wall_s: float | None) -> CycleHistoryE
         else (sorted({check for c in record.candidates for check in c.failed_checks}))
     )
     winner_text = f"winner {record.winner}" if record.winner else "no candidate passed"
+    if record.approval and record.approval.status != "pending":
+        winner_text += (
+            f" ({record.approval.status} by {record.approval.decided_by} at {record.approval.decided_at})"
+        )
     return CycleHistoryEntry(
         cycle=record.cycle,
         status=record.verdict,

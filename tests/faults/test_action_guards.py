@@ -22,6 +22,7 @@ ACTIONS = [
     "evaluate_candidates_tool",
     "run_gate_tool",
     "confirm_winner_tool",
+    "request_approval_tool",
     "write_decision_log_tool",
 ]
 

@@ -163,6 +163,25 @@ class Capacity(BaseModel):
     )
 
 
+class NoteReply(BaseModel):
+    """What a plan did with one open operator note: followed or not, and why (shown in the decision log)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note_id: int
+    followed: bool
+    reason: str = Field(min_length=1, description="one line: what was done, or why not")
+    note: str = Field("", description="the note's text (the loop fills it in)")
+
+
+class EvidenceCheck(BaseModel):
+    """One check of a model-written plan against the evidence (`agent.evidence_check`)."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
 class CyclePlan(BaseModel):
     """The agent's proposal for one cycle: K candidates. Validated, then clipped by guardrails."""
 
@@ -177,6 +196,14 @@ class CyclePlan(BaseModel):
     clipped: list[str] = Field(default_factory=list, description="guardrail clips applied, human-readable")
     fallback_reason: str | None = Field(
         None, description="set when a model-backed planner failed and the offline planner decided"
+    )
+    note_replies: list[NoteReply] = Field(
+        default_factory=list, description="one reply per open operator note: followed or not, and why"
+    )
+    evidence_checks: list[EvidenceCheck] = Field(
+        default_factory=list,
+        description="a model-written plan checked against the evidence; a failed check means the offline "
+        "planner decided instead (`fallback_reason` names it)",
     )
 
     @model_validator(mode="after")
@@ -269,6 +296,8 @@ class CandidateOutcome(BaseModel):
     valid_mae_rounded: float | None = None
     failed_checks: list[str] = []
     note: str = ""
+    focus_dims: list[str] = Field(default_factory=list, description="the candidate's own focus dims")
+    p_better: float | None = Field(None, description="the gate's bootstrap P(better than the champion)")
 
 
 class CycleHistoryEntry(BaseModel):

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 REDACTED = "[redacted]"
-SECRET_ENV_VARS = ("MISTRAL_API_KEY", "WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+SECRET_ENV_VARS = ("MISTRAL_API_KEY", "OPENAI_API_KEY", "WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 SECRET_NAME_MARKERS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
 # Shorter values would mask ordinary words; real keys are far longer.
 MIN_SECRET_CHARS = 6

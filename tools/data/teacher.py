@@ -353,13 +353,13 @@ class MistralTeacher:
 
 
 def make_teacher(config: Any, train: Sequence[TrainingRow] | None = None) -> Teacher | None:
-    """The teacher a loop config asks for: `teacher` = offline, mistral, none or auto.
+    """The teacher a loop config asks for: `teacher` = offline, mistral, openai, none or auto.
 
     auto: mistral when MISTRAL_API_KEY is set; else offline on the shipped data; else none, because the
     offline generator only knows the shipped catalogue: its rows would teach another mapping on any other
     dataset (measured on kotone-ft: docs/RESULTS.md). None means hard-case replay only.
     Reads `teacher`, `data`, `mistral_model`, `mistral_server_url`, `mistral_timeout_s` and
-    `mistral_max_attempts` from the config.
+    `mistral_max_attempts` (or the `openai_*` settings) from the config.
     """
     choice = getattr(config, "teacher", "auto")
     if choice == "auto":
@@ -371,12 +371,25 @@ def make_teacher(config: Any, train: Sequence[TrainingRow] | None = None) -> Tea
         return None
     if choice == "offline":
         return OfflineTeacher()
-    if choice != "mistral":
-        raise ValueError(f"unknown teacher {choice!r} (offline, mistral, none or auto)")
+    if choice not in ("mistral", "openai"):
+        raise ValueError(f"unknown teacher {choice!r} (offline, mistral, openai, none or auto)")
     if train is None:
         from tools.data.dataset import load_dataset
 
         train = load_dataset(config.data).train
+    if choice == "openai":
+        from tools.data.openai_teacher import OpenAITeacher
+
+        return OpenAITeacher(
+            train=train,
+            base_url=config.openai_base_url,
+            model=config.openai_model,
+            api_key=os.environ.get(config.openai_auth_env) or None,
+            json_schema=config.openai_json_schema,
+            timeout_s=config.openai_timeout_s,
+            max_attempts=config.openai_max_attempts,
+            max_tokens=config.openai_max_tokens,
+        )
     return MistralTeacher(
         train=train,
         model=getattr(config, "mistral_model", "mistral-large-latest"),

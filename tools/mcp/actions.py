@@ -131,6 +131,15 @@ def confirm_winner_tool(cycle: Cycle, lock_token: LockToken) -> dict[str, Any]:
     return confirm(cycle, _guard(lock_token, cycle)).model_dump()
 
 
+def request_approval_tool(cycle: Cycle, lock_token: LockToken) -> dict[str, Any]:
+    """Approve mode: record the gate's confirmed winner as waiting for a person (once; a repeat returns the
+    record, decided or not). `approval` is null when approve mode is off or no winner passed."""
+    from loop.stages.approve import approval_for
+
+    approval = approval_for(cycle, _guard(lock_token, cycle))
+    return {"approval": approval.model_dump() if approval else None}
+
+
 def write_decision_log_tool(
     cycle: Cycle, lock_token: LockToken, started_at: str = "", wall_s: float | None = None
 ) -> dict[str, Any]:
@@ -153,6 +162,7 @@ def register(server: MCPServer) -> None:
         evaluate_candidates_tool,
         run_gate_tool,
         confirm_winner_tool,
+        request_approval_tool,
         annotations=STAGE,
     )
     add_tools(server, write_decision_log_tool, annotations=DECIDES)

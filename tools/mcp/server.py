@@ -16,6 +16,7 @@ TOOL_MODULES = (
     "tools.mcp.loop_tools",
     "tools.mcp.predict_tools",
     "tools.mcp.actions",
+    "tools.mcp.steering_tools",
 )
 
 INSTRUCTIONS = (
