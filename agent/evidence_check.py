@@ -24,16 +24,20 @@ from agent.offline_planner import CONSTANT_BASELINE, MAX_FOCUS, failure_counts, 
 from agent.operator_notes import LEVER_HPARAMS, NoteAsks, asked_focus, moved_hparams
 from agent.planner import Evidence, PlanningContext
 from agent.search import tried_recipes
-from tools.core.contracts import CyclePlan, EvidenceCheck, HParams
+from tools.core.contracts import CyclePlan, Diagnosis, EvidenceCheck, HParams
 from tools.core.schema import DIMS, rank_dims_by_weakness
 
 HPARAM_FIELDS = (*HPARAM_BOUNDS, "lora_r", "lora_alpha")
 AUGMENTATION_FIELDS = ("teacher_pairs", "replay_rows")
 
 
-def weak_dims(evidence: Evidence) -> list[str]:
-    """The diagnosis's weakest dims: per dim the champion's CV MAE over the constant's, hard failures on
-    ties (the ranking `loop/stages/diagnose.py` writes), learnable dims first, the top MAX_FOCUS."""
+def weak_dims(evidence: Evidence, diagnosis: Diagnosis | None = None) -> list[str]:
+    """The diagnosis's weakest dims, learnable dims first, the top MAX_FOCUS: the diagnose stage's ranking
+    when the loop hands it over, else the same rule (champion CV MAE over the constant's, hard failures on
+    ties) over the snapshot."""
+    skipped = unlearnable_dims(evidence)
+    if diagnosis is not None:
+        return ([d for d in diagnosis.ranking if d not in skipped] or diagnosis.ranking)[:MAX_FOCUS]
     snapshot = evidence.snapshot
     constant = snapshot.baselines_cv.get(CONSTANT_BASELINE)
     model = snapshot.champion_cv or constant
@@ -45,7 +49,6 @@ def weak_dims(evidence: Evidence) -> list[str]:
         mae = model.per_dim_mae.get(dim, 0.0)
         ratios[dim] = mae / reference if reference else mae
     ranked = rank_dims_by_weakness(ratios, failure_counts(snapshot.top_failures))
-    skipped = unlearnable_dims(evidence)
     learnable = [dim for dim in ranked if dim not in skipped] or ranked
     return learnable[:MAX_FOCUS]
 
@@ -58,7 +61,7 @@ def _clipped_fields(plan: CyclePlan, fields: Sequence[str]) -> list[str]:
 def check_plan(
     plan: CyclePlan, evidence: Evidence, context: PlanningContext, asks: Sequence[NoteAsks]
 ) -> list[EvidenceCheck]:
-    weak = weak_dims(evidence)
+    weak = weak_dims(evidence, context.diagnosis)
     allowed = weak + [d for d in asked_focus(asks) if d not in weak]
     off = sorted({d for spec in plan.candidates for d in spec.focus_dims if d not in allowed})
     judged = tried_recipes(evidence.history)

@@ -102,3 +102,27 @@ def test_a_focus_asked_by_a_note_is_allowed_and_a_hyperparameter_it_fixed_must_n
     moved = spec(focus_dims=["energy"], hparams=HParams(learning_rate=1e-4))
     (bad,) = failed(check_plan(plan(moved), evidence(), PlanningContext(), asks))
     assert bad.name == "operator_notes" and "a moves learning_rate" in bad.detail
+
+
+def test_with_the_diagnose_stages_ranking_the_weak_dims_are_its_top_three():
+    """The loop hands the planner its diagnosis: the check reads that ranking, not one of its own."""
+    from tools.core.contracts import DiagnosedDim, Diagnosis
+
+    order = ["warmth", "energy", "acousticness", "complexity", "nostalgia", "brightness"]
+    diagnosis = Diagnosis(
+        cycle=1,
+        evidence="out-of-fold errors on the training split",
+        weak_dims=[
+            DiagnosedDim(
+                dim=d,
+                champion_cv_mae=1.0,
+                constant_cv_mae=1.0,
+                ratio_to_constant=1.0,
+                failures_off_by_2_plus=0,
+                learnable_slices=[],
+            )
+            for d in order
+        ],
+        learnability=[],
+    )
+    assert weak_dims(evidence(), diagnosis) == ["warmth", "energy", "acousticness"]
