@@ -291,6 +291,9 @@ def build_page(out_path: Path) -> Path:
         for p in sorted((registry_dir() / "cycle_0").glob("base-*/eval_valid.json"))
         if (r := _report(p)) and r.vector_mae is not None
     ]
+    # A decoder stopped early (cycle 0) was scored on part of the rows: not a profile to compare.
+    full_rows = {r.data_hash for r in refs.values()}
+    base_reports = [r for r in base_reports if not full_rows or r.data_hash in full_rows]
     best_base = min(base_reports, key=lambda r: r.vector_mae or float("inf"), default=None)
     profiles: dict[str, dict[str, float]] = {}
     if best_base:
