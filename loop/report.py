@@ -15,14 +15,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from tools.core.atomic import atomic_write_text
 from tools.core.paths import cycle_dir, loop_dir, registry_dir
-from tools.core.prompting import render
-from tools.core.schema import DIMS
-from tools.evaluation.metrics import EvalReport
+
+if TYPE_CHECKING:
+    from tools.evaluation.metrics import EvalReport
 
 PLATEAU_FILE = "plateau.json"
 WIDTH, HEIGHT, PAD = 520, 230, 42
@@ -70,6 +71,8 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _report(path: Path) -> EvalReport | None:
+    from tools.evaluation.metrics import EvalReport
+
     return EvalReport.model_validate_json(path.read_text()) if path.is_file() else None
 
 
@@ -229,6 +232,8 @@ def trend_chart(rows: list[CycleRow], references: dict[str, float], *, rounded: 
 
 
 def dim_bars(profiles: dict[str, dict[str, float]]) -> str:
+    from tools.core.schema import DIMS
+
     """Grouped bars per dim with their values; a bar far above the others is cut and marked."""
     if not profiles:
         return '<p class="empty">no evaluations yet</p>'
@@ -303,6 +308,8 @@ def build_page(out_path: Path) -> Path:
     for name, report in refs.items():
         profiles[name] = report.per_dim_mae
     ridge = refs.get("tfidf-ridge")
+    from tools.core.prompting import render
+
     html = render(
         "report.html.j2",
         rows=rows,

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from loop.config import LoopConfig, load_config
-from loop.report import PLATEAU_FILE
 from loop.stages.calls import act
 from loop.stages.snapshot import read_snapshot
 from loop.state import STAGES, CycleState, LoopLocked, RunLock, now_iso
@@ -342,6 +341,7 @@ async def run(args: argparse.Namespace, config: LoopConfig, token: str) -> int:
     from agent.mcp_client import McpEndpoint, open_session
     from agent.planner import SearchExhausted
     from loop.registry import current_champion
+    from loop.report import PLATEAU_FILE
 
     (loop_dir() / PLATEAU_FILE).unlink(missing_ok=True)  # a banner is about the last run only
     endpoint = McpEndpoint.local_stdio().model_copy(update={"read_timeout_s": ACTION_TIMEOUT_S})
@@ -409,6 +409,7 @@ async def run(args: argparse.Namespace, config: LoopConfig, token: str) -> int:
 
 def mark_plateau(cycle: int, reason: str) -> None:
     """Say why the run stopped, on the console and for the report's banner."""
+    from loop.report import PLATEAU_FILE
     from tools.core.atomic import atomic_write_json
 
     print(f"stopping: plateau — {reason}")

@@ -14,9 +14,6 @@ import json
 import sys
 from pathlib import Path
 
-from tools.core.atomic import atomic_write_text
-from tools.serving.champion import ChampionPredictor, ChampionUnavailable, RequestFileError, read_requests
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -35,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--out goes with --file")
     if args.text is not None and not args.text.strip():
         parser.error("the request text is blank")
+    # Imported after parsing: `--help` and a bad argument answer without loading the serving code.
+    from tools.serving.champion import ChampionPredictor, ChampionUnavailable, RequestFileError, read_requests
 
     try:
         rows = read_requests(args.file) if args.file else [{"request_text": args.text}]
@@ -48,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         for row, answer in zip(rows, answers, strict=True)
     ]
     if args.out:
+        from tools.core.atomic import atomic_write_text
+
         atomic_write_text(args.out, "".join(line + "\n" for line in lines))
         print(f"{len(lines)} predictions written to {args.out}", file=sys.stderr)
     else:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from typing import TYPE_CHECKING
 
-from mcp.server.mcpserver import MCPServer
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
 
 TOOL_MODULES = (
     "tools.mcp.wandb_tools",
@@ -42,6 +44,8 @@ def project_version() -> str:
 
 
 def build_server() -> MCPServer:
+    from mcp.server.mcpserver import MCPServer
+
     server = MCPServer(
         "kotone-loop", version=project_version(), instructions=INSTRUCTIONS, log_level="WARNING"
     )
