@@ -191,8 +191,21 @@ def evaluate_folder(
     student_dir = candidate_dir(cycle, spec.name) / folder / STUDENT_DIR
     student = load_student(config.base_model, student_dir)
     label = f"{spec.name}{'-' + folder if folder else ''}"
+    champion = current_champion()
+    # Timed interleaved with the champion in the same window; not with the zero-shot base model, whose
+    # generation would take minutes of timing for a figure no gate reads.
+    reference = (
+        (load_student(config.base_model, champion.student_dir()), champion.decoder)
+        if champion is not None and champion.student_path is not None
+        else None
+    )
     report = evaluate_student(
-        student, rows, predictor=f"cycle{cycle}-{label}", dataset=f"{data.name}/valid", config=config
+        student,
+        rows,
+        predictor=f"cycle{cycle}-{label}",
+        dataset=f"{data.name}/valid",
+        config=config,
+        champion=reference,
     )
     member_mae = [
         evaluate(
