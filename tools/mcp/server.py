@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
                 "KOTONE_WANDB_ENTITY",
                 "KOTONE_WANDB_PROJECT",
                 "KOTONE_PROGRESS_EVERY",
+                "KOTONE_HEARTBEAT_S",
                 "KOTONE_MCP_HTTP_TOKEN",
             ],
             extra={
