@@ -80,6 +80,10 @@ def bootstrap_champion(config: LoopConfig) -> ChampionRecord:
         )
     baselines_done = time.perf_counter() - started
     reference = min((report for _, report in entries), key=lambda r: _metric(r, config))
+    _say(
+        f"best baseline {reference.predictor} (valid MAE {_fmt(reference.vector_mae)}) after {baselines_done:.0f} s; "
+        "the zero-shot decoders are judged against it on growing subsamples"
+    )
     base = load_student(config.base_model, None) if config.bootstrap_decoders else None
     notes: dict[str, str] = {}
     stopped: set[str] = set()
@@ -153,7 +157,7 @@ def bootstrap_champion(config: LoopConfig) -> ChampionRecord:
                     recipe_key="cycle0",
                     description=record.recipe.label()
                     if record.recipe
-                    else f"zero-shot {record.base_model} [{record.decoder}]",
+                    else f"zero-shot {record.base_model} [{record.decoder}]; {notes[record.candidate]}",
                     status="promoted" if record.candidate == best.candidate else "rejected",
                     cv_mae=record.cv.vector_mae if record.cv else None,
                     cv_mae_rounded=record.cv.vector_mae_rounded if record.cv else None,
