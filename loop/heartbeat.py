@@ -52,5 +52,5 @@ def progress_line(label: str, folder: Path, member: int | None = None, now: floa
         loss_text = f" loss {loss:.4g}" if isinstance(loss, int | float) else ""
         parts.append(f"member {data['member']} step {data['step']}{loss_text} ({now - data['at']:.0f} s ago)")
     return f"  heartbeat {label}: " + (
-        "; ".join(parts) if parts else "running, no training step reported yet"
+        "; ".join(parts) if parts else "queued or starting, no training step reported yet"
     )
