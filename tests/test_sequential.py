@@ -126,3 +126,44 @@ def test_a_decoder_worse_only_beyond_a_look_is_stopped_at_the_look_that_sees_it(
     # Tied on the first 32 rows of the shuffle, far worse on the rest: the 64-row look stops it.
     result = judge(offset_predictor(lambda i: 1.0 if i in first_32 else 5.0))
     assert result.stopped is not None and result.stopped.n_scored == 64
+
+
+def unparsed_predictor(texts: list[str]) -> list[Prediction]:
+    return [
+        Prediction(values=None, json_valid=False, raw_output="a friendly chat, no numbers") for _ in texts
+    ]
+
+
+def test_a_decoder_that_surely_cannot_serve_is_stopped_with_an_exact_bound():
+    result = evaluate_sequentially(
+        unparsed_predictor,
+        ROWS,
+        reference=REFERENCE,
+        alpha=ALPHA,
+        rounded=False,
+        predictor="base",
+        decoder="free",
+        dataset="x",
+        min_valid_rate=0.98,
+    )
+    assert result.stopped is not None and result.stopped.unservable and result.stopped.n_scored == 16
+    # 0 of 16 parsed: the one-sided exact bound at the per-look level alpha / 3 is 1 - (alpha / 3) ** (1 / 16).
+    assert result.stopped.valid_rate_bound == pytest.approx(1 - (ALPHA / 3) ** (1 / 16))
+    assert result.stopped.note().startswith(
+        "scored on 16 of 120 rows, stopped: surely cannot serve (parsed 0 of 16"
+    )
+
+
+def test_a_decoder_that_parses_every_row_is_not_stopped_for_its_valid_rate():
+    result = evaluate_sequentially(
+        offset_predictor(lambda i: 0.5),
+        ROWS,
+        reference=REFERENCE,
+        alpha=ALPHA,
+        rounded=False,
+        predictor="base",
+        decoder="skeleton",
+        dataset="x",
+        min_valid_rate=0.98,
+    )
+    assert result.stopped is None and result.report.n_rows == N_ROWS

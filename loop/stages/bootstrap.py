@@ -103,6 +103,7 @@ def bootstrap_champion(config: LoopConfig) -> ChampionRecord:
             samples=config.gate.bootstrap_samples,
             seed=config.gate.seed,
             batch_size=config.eval_batch_size,
+            min_valid_rate=config.gate.min_json_valid_rate,
         )
         report = scored.report
         if scored.stopped is None:

@@ -7,7 +7,9 @@ paired bootstrap over the rows scored so far gives P(worse) = P(mean per-row gai
 - predictor error. The error budget `alpha` (the chance of stopping a predictor that is not worse) is split
 evenly over the interim looks (Bonferroni, so the budget holds whatever the looks' correlation): a look stops
 when P(worse) >= 1 - alpha / looks. A predictor never stopped is scored on every row, the final look is no
-decision: its full report is what any predictor gets. An exact tie is not worse, so it is never stopped.
+decision: its full report is what any predictor gets. An exact tie is not worse, so it is never stopped. A
+predictor that parses too few answers to serve (its valid rate surely below the gate's bar, by an exact
+binomial bound at the same per-look level) is stopped too: its unparsed rows give the paired test no evidence.
 """
 
 from __future__ import annotations
@@ -33,8 +35,18 @@ class EarlyStop(BaseModel):
     mean_gain: float
     p_worse: float
     threshold: float
+    unservable: bool = False
+    n_valid: int = 0
+    valid_rate_bound: float = 1.0
+    min_valid_rate: float = 0.0
 
     def note(self) -> str:
+        if self.unservable:
+            return (
+                f"scored on {self.n_scored} of {self.n_rows} rows, stopped: surely cannot serve (parsed "
+                f"{self.n_valid} of {self.n_scored}; the valid rate's upper bound {self.valid_rate_bound:.3f} "
+                f"< {self.min_valid_rate} the gate requires)"
+            )
         return (
             f"scored on {self.n_scored} of {self.n_rows} rows, stopped: surely worse than {self.reference} "
             f"(P(worse) {self.p_worse:.3f} >= {self.threshold:.4f}; mean per-row gain {self.mean_gain:+.3f})"
@@ -62,6 +74,15 @@ def look_threshold(alpha: float, n_rows: int, first: int) -> float:
     return 1.0 - alpha / max(interim, 1)
 
 
+def valid_rate_bound(n_valid: int, n: int, alpha: float) -> float:
+    """One-sided exact (Clopper-Pearson) upper confidence bound, at level 1 - alpha, of a rate seen n_valid of n."""
+    if n_valid >= n:
+        return 1.0
+    from scipy.stats import beta
+
+    return float(beta.ppf(1 - alpha, n_valid + 1, n - n_valid))
+
+
 def surely_worse(gains: Sequence[float], *, threshold: float, samples: int, seed: int) -> tuple[bool, float]:
     """(stop?, P(worse)) for the per-row gains `reference error - predictor error` scored so far."""
     p_worse = paired_bootstrap(-np.asarray(gains, dtype=float), samples=samples, seed=seed).probability
@@ -87,9 +108,13 @@ def evaluate_sequentially(
     seed: int = 0,
     batch_size: int = 16,
     subject: ServedBy = "model",
+    min_valid_rate: float | None = None,
 ) -> SequentialResult:
     """Score `rows` in growing prefixes of a fixed shuffle; stop once surely worse than `reference` (a report
-    on the same `rows`). A row the predictor failed to parse counts as unscored, as in the gate."""
+    on the same `rows`). A row the predictor failed to parse counts as unscored, as in the gate; with
+    `min_valid_rate` (the gate's bar), a predictor whose parse rate is surely below it is stopped too (the
+    same share of the error budget, an exact binomial bound): however good its few parsed rows, it could
+    not serve."""
     order = np.random.default_rng(seed).permutation(len(rows)).tolist()
     sizes = look_sizes(len(rows), first)
     threshold = look_threshold(alpha, len(rows), first)
@@ -102,6 +127,22 @@ def evaluate_sequentially(
         results.extend(score_rows(predict_batch, rows, indices, subject=subject, batch_size=batch_size))
         scored = size
         if look == len(sizes) - 1:
+            break
+        n_valid = sum(r.json_valid for r in results)
+        bound = valid_rate_bound(n_valid, size, 1 - threshold)
+        if min_valid_rate is not None and bound < min_valid_rate:
+            stopped = EarlyStop(
+                n_scored=size,
+                n_rows=len(rows),
+                reference=reference.predictor,
+                mean_gain=0.0,
+                p_worse=0.0,
+                threshold=threshold,
+                unservable=True,
+                n_valid=n_valid,
+                valid_rate_bound=bound,
+                min_valid_rate=min_valid_rate,
+            )
             break
         mine = _errors(results, rounded)
         shared = sorted(mine.keys() & reference_errors.keys())
