@@ -13,6 +13,7 @@ beside each figure says how much else ran; compare two versions measured in the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -72,10 +73,8 @@ def run(args: argparse.Namespace) -> dict:
             if child.poll() is not None:
                 break
             if time.time() >= next_sample:
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     peak = max(peak, tree_rss_mb(process))
-                except psutil.NoSuchProcess:
-                    pass
                 load_samples.append(os.getloadavg()[0])
                 next_sample = time.time() + args.every
             time.sleep(0.05)
