@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +131,16 @@ def _with_threads(function: Callable[..., Any], threads: int) -> Callable[..., A
     return run
 
 
+def heartbeat_seconds(default: float = 30.0) -> float:
+    """Seconds between heartbeat lines while tasks run: `KOTONE_HEARTBEAT_S` when set, else `default`."""
+    raw = os.environ.get("KOTONE_HEARTBEAT_S", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
 def run_tasks(
     function: Callable[..., Any],
     arguments: dict[str, tuple],
@@ -136,30 +148,45 @@ def run_tasks(
     cpus_per_task: int,
     address: str | None = None,
     num_cpus: int | None = None,
-    on_done: Callable[[str, Any | TaskFailure], None] | None = None,
+    on_done: Callable[[str, Any | TaskFailure], Iterable[str] | None] | None = None,
+    heartbeat: Callable[[list[str]], list[str]] | None = None,
+    heartbeat_s: float | None = None,
 ) -> dict[str, Any | TaskFailure]:
     """Run `function(*arguments[key])` for every key as a Ray task (each with `cpus_per_task` CPUs, capped by
     the cluster); results (or failures) by key, each passed to `on_done` as soon as it is in, so a killed
-    driver loses no finished task."""
+    driver loses no finished task. `on_done` may name keys whose tasks are no longer needed: they are
+    cancelled (their worker killed) and recorded as `Cancelled`. Every `heartbeat_s` seconds (default
+    `KOTONE_HEARTBEAT_S`, 30) while tasks run, the lines `heartbeat(running keys)` returns go to stderr, so
+    a log shows the workers are alive, terminal or not."""
     import ray
 
     started_here = not ray.is_initialized()
     session_root = ensure_ray(address, num_cpus)
+    every = heartbeat_s if heartbeat_s is not None else heartbeat_seconds()
     try:
         cpus = min(cpus_per_task, max(1, int(ray.cluster_resources().get("CPU", 1))))
         remote = ray.remote(num_cpus=cpus, max_retries=0)(_with_threads(function, cpus))
         # Named tasks: a worker shows up as `ray::kotone-<key>` in ps (and in Ray's own tools).
         pending = {remote.options(name=f"kotone-{key}").remote(*args): key for key, args in arguments.items()}
         results: dict[str, Any | TaskFailure] = {}
+        next_beat = time.monotonic() + every
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
+            timeout = max(next_beat - time.monotonic(), 0.0) if heartbeat is not None else None
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+            if heartbeat is not None and time.monotonic() >= next_beat:
+                for line in heartbeat(sorted(pending.values())):
+                    print(line, file=sys.stderr, flush=True)
+                next_beat = time.monotonic() + every
+            if not done:
+                continue
             key = pending.pop(done[0])
             try:
                 results[key] = ray.get(done[0])
             except Exception as error:  # a task's exception or a dead worker: recorded, the others go on
                 results[key] = TaskFailure(kind=type(error).__name__, message=_first_line(error))
             if on_done is not None:
-                on_done(key, results[key])
+                for unneeded in on_done(key, results[key]) or ():
+                    _cancel(pending, unneeded, results, reason=f"not needed after {key}")
         return results
     finally:
         if started_here:
@@ -167,6 +194,16 @@ def run_tasks(
             ray.shutdown()
             if session_root is not None:
                 shutil.rmtree(session_root, ignore_errors=True)
+
+
+def _cancel(pending: dict[Any, str], key: str, results: dict[str, Any], *, reason: str) -> None:
+    import ray
+
+    for ref, name in list(pending.items()):
+        if name == key:
+            ray.cancel(ref, force=True)
+            del pending[ref]
+            results[key] = TaskFailure(kind="Cancelled", message=reason)
 
 
 def _first_line(error: BaseException) -> str:

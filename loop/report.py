@@ -22,17 +22,16 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from tools.core.atomic import atomic_write_text
 from tools.core.paths import cycle_dir, loop_dir, registry_dir
-from tools.core.prompting import render
-from tools.core.schema import DIMS
-from tools.evaluation.metrics import EvalReport
-from tools.serving.champion import ChampionUnavailable, RequestFileError, read_requests
-from tools.serving.drift import DriftReport, drift_report
+
+if TYPE_CHECKING:
+    from tools.evaluation.metrics import EvalReport
+    from tools.serving.drift import DriftReport
 
 PLATEAU_FILE = "plateau.json"
 WIDTH, HEIGHT, PAD = 520, 230, 42
@@ -104,6 +103,8 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _report(path: Path) -> EvalReport | None:
+    from tools.evaluation.metrics import EvalReport
+
     return EvalReport.model_validate_json(path.read_text()) if path.is_file() else None
 
 
@@ -389,6 +390,8 @@ def cv_vs_valid(rows: list[CycleRow]) -> str:
 
 
 def dim_bars(profiles: dict[str, dict[str, float]]) -> str:
+    from tools.core.schema import DIMS
+
     """Grouped bars per dim with their values; a bar far above the others is cut and marked."""
     if not profiles:
         return '<p class="empty">no evaluations yet</p>'
@@ -434,6 +437,9 @@ def heat(value: float | None, reference: float | None) -> str:
 
 def drift(requests: list[str] | None = None) -> DriftReport | None:
     """The champion's novelty profile of valid (and of `requests`); None without a champion."""
+    from tools.serving.champion import ChampionUnavailable
+    from tools.serving.drift import drift_report
+
     try:
         return drift_report(requests)
     except ChampionUnavailable:
@@ -461,6 +467,9 @@ def build_page(out_path: Path, requests: list[str] | None = None) -> Path:
         for p in sorted((registry_dir() / "cycle_0").glob("base-*/eval_valid.json"))
         if (r := _report(p)) and r.vector_mae is not None
     ]
+    # A decoder stopped early (cycle 0) was scored on part of the rows: not a profile to compare.
+    full_rows = {r.data_hash for r in refs.values()}
+    base_reports = [r for r in base_reports if not full_rows or r.data_hash in full_rows]
     best_base = min(base_reports, key=lambda r: r.vector_mae or float("inf"), default=None)
     profiles: dict[str, dict[str, float]] = {}
     if best_base:
@@ -470,6 +479,8 @@ def build_page(out_path: Path, requests: list[str] | None = None) -> Path:
     for name, report in refs.items():
         profiles[name] = report.per_dim_mae
     ridge = refs.get("tfidf-ridge")
+    from tools.core.prompting import render
+
     html = render(
         "report.html.j2",
         rows=rows,
@@ -518,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     requests = None
     if args.requests:
+        from tools.serving.champion import RequestFileError, read_requests
+
         try:
             batch = read_requests(args.requests)
         except RequestFileError as exc:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from loop.config import LoopConfig, load_config
-from loop.report import PLATEAU_FILE
 from loop.stages.calls import act
 from loop.stages.snapshot import SNAPSHOT_FILE, read_snapshot
 from loop.state import STAGES, CycleState, LoopLocked, RunLock, now_iso
@@ -385,6 +384,7 @@ async def run(args: argparse.Namespace, config: LoopConfig, token: str) -> int:
     from agent.mcp_client import McpEndpoint, open_session
     from agent.planner import SearchExhausted
     from loop.registry import current_champion
+    from loop.report import PLATEAU_FILE
     from loop.steering import hold_while_paused, stop_requested
 
     (loop_dir() / PLATEAU_FILE).unlink(missing_ok=True)  # a banner is about the last run only
@@ -458,6 +458,7 @@ async def run(args: argparse.Namespace, config: LoopConfig, token: str) -> int:
 
 def mark_plateau(cycle: int, reason: str) -> None:
     """Say why the run stopped, on the console and for the report's banner."""
+    from loop.report import PLATEAU_FILE
     from tools.core.atomic import atomic_write_json
 
     print(f"stopping: plateau — {reason}")

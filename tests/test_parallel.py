@@ -184,6 +184,54 @@ def test_a_cycle_on_the_cluster_survives_a_killed_candidate_worker(cluster, tmp_
     assert json.loads((artifacts / "loop" / "cycle_1" / "state.json").read_text())["finished_at"]
 
 
+def report_steps(folder: str, steps: int, every_s: float) -> int:
+    """A worker that trains for a while: one progress record per step, as a member's training writes."""
+    from loop.heartbeat import ProgressWriter
+
+    writer = ProgressWriter(Path(folder), member=0, every_s=0.0)
+    for step in range(1, steps + 1):
+        writer({"step": step, "loss": 1.0 / step, "member": 0})
+        time.sleep(every_s)
+    return steps
+
+
+def test_the_driver_log_shows_a_heartbeat_of_each_running_task_when_output_is_a_file(
+    cluster, tmp_path, capfd
+):
+    from loop.heartbeat import progress_line
+
+    folders = {key: tmp_path / key for key in ("stack/member_0", "lm-only/member_0")}
+    results = run_tasks(
+        report_steps,
+        {key: (str(folder), 12, 0.25) for key, folder in folders.items()},
+        cpus_per_task=1,
+        address=cluster.address,
+        heartbeat=lambda running: [progress_line(key, folders[key], member=0) for key in running],
+        heartbeat_s=0.5,
+    )
+    assert results == {"stack/member_0": 12, "lm-only/member_0": 12}
+    beats = [line for line in capfd.readouterr().err.splitlines() if "heartbeat" in line]
+    assert len(beats) >= 4, beats
+    assert any(
+        line.startswith("  heartbeat stack/member_0: member 0 step ") and " loss " in line for line in beats
+    )
+    assert "\r" not in "".join(beats)
+
+
+def test_tasks_named_by_on_done_are_cancelled_and_the_rest_finish(cluster):
+    began = time.monotonic()
+    results = run_tasks(
+        sleep_then_report,
+        {"fast": (1.0, False), "slow": (60.0, False)},
+        cpus_per_task=1,
+        address=cluster.address,
+        on_done=lambda key, _: ["slow"] if key == "fast" else [],
+    )
+    assert results["fast"]["pid"] > 0
+    assert isinstance(results["slow"], TaskFailure) and results["slow"].kind == "Cancelled"
+    assert time.monotonic() - began < 45
+
+
 FAKE_SECRETS = {
     "MISTRAL_API_KEY": "fake-mistral-key-5e1d9c",
     "WANDB_API_KEY": "fake-wandb-key-77a0b3",

@@ -10,12 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tools.core.atomic import atomic_write_json
 from tools.core.env_vars import describe
-from tools.core.paths import file_stem
-from tools.data.dataset import DatasetError, SplitLeakError, load_dataset
-from tools.data.novelty import NoveltyModel, novelty_profile
-from tools.evaluation.harness import evaluate, evaluate_baselines, format_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baselines-only", action="store_true", help="skip the model, print baselines only")
     parser.add_argument("--out", type=Path, default=None, help="folder for the EvalReport JSON files")
     args = parser.parse_args(argv)
+    # Imported after parsing: `--help` answers without loading the data, the baselines or scikit-learn.
+    from tools.core.atomic import atomic_write_json
+    from tools.core.paths import file_stem
+    from tools.data.dataset import DatasetError, SplitLeakError, load_dataset
+    from tools.data.novelty import NoveltyModel, novelty_profile
+    from tools.evaluation.harness import evaluate, evaluate_baselines, format_table
 
     try:
         data = load_dataset(args.data)

@@ -15,23 +15,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tools.core.atomic import atomic_write_text
-from tools.serving.champion import (
-    ChampionPredictor,
-    ChampionUnavailable,
-    RequestBatch,
-    RequestFileError,
-    batch_novelty,
-    parse_requests,
-    read_requests,
-    request_problem,
-)
+if TYPE_CHECKING:
+    from tools.serving.champion import RequestBatch
 
 STDIN = "-"
 
 
 def _batch(file: str) -> RequestBatch:
+    from tools.serving.champion import parse_requests, read_requests
+
     if file == STDIN:
         return parse_requests(sys.stdin.buffer.read(), "<stdin>")
     return read_requests(Path(file))
@@ -58,6 +52,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give either one request text or --file")
     if args.out and not args.file:
         parser.error("--out goes with --file")
+    # Imported after parsing: `--help` and a bad argument answer without loading the serving code.
+    from tools.serving.champion import (
+        ChampionPredictor,
+        ChampionUnavailable,
+        RequestBatch,
+        RequestFileError,
+        batch_novelty,
+        request_problem,
+    )
+
     if args.text is not None:
         problem = request_problem(args.text)
         if problem:
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             for row, answer in zip(batch.rows, answers, strict=True)
         ]
         if args.out:
+            from tools.core.atomic import atomic_write_text
+
             atomic_write_text(args.out, "".join(line + "\n" for line in lines))
             print(f"{len(lines)} predictions written to {args.out}", file=sys.stderr)
         else:

@@ -9,12 +9,14 @@ after a kill trains only the unfinished ones (and those skip their finished LM m
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from loop.config import LoopConfig
+from loop.heartbeat import ProgressWriter, progress_line
 from loop.registry import champion_oof, current_champion, register_candidate
 from loop.stages.augment import TRAIN_FILE
 from loop.stages.inputs import candidate_dir, dataset, load_loop_config, read_plan, valid_rows
@@ -24,13 +26,22 @@ from tools.core.contracts import CandidateSpec
 from tools.data.dataset import load_jsonl
 from tools.evaluation.harness import evaluate
 from tools.evaluation.metrics import EvalReport
-from tools.student.recipes import Pruner, RecipeResult, train_recipe
+from tools.student.ensemble import member_done
+from tools.student.recipes import (
+    Pruner,
+    RecipeResult,
+    member_folder,
+    peak_rss_mb,
+    train_recipe,
+    train_recipe_member,
+)
 
 TRAINING_FILE = "training.json"
 EVALUATION_FILE = "evaluation.json"
 STUDENT_DIR = "student"
 CONFIRM_DIR = "confirm"
 CONFIRM_SEED_OFFSET = 1000
+MEMBER_KEY = "member_"  # task keys: NAME (a candidate without LM) or NAME/member_K (one of its LM members)
 
 TrainingStatus = Literal["trained", "pruned", "crashed", "not_trained"]
 
@@ -68,35 +79,68 @@ def training_seed(spec: CandidateSpec, seed_offset: int) -> int:
     return spec.seed + seed_offset
 
 
-def train_candidate_task(cycle: int, name: str, seed_offset: int, folder: str) -> dict[str, Any]:
-    """One candidate, in a Ray worker: the recipe trained on the candidate's rows into `folder`."""
+def _pruner(config: LoopConfig, seed_offset: int) -> Pruner | None:
+    """Only a first draw is pruned against the champion; a confirmation draw is trained in full."""
+    if seed_offset != 0:
+        return None
+    return Pruner(
+        champion_oof(current_champion()),
+        rounded=config.gate.metric == "vector_mae_rounded",
+        confidence=config.gate.prune_confidence,
+        samples=config.gate.bootstrap_samples,
+        seed=config.gate.seed,
+    )
+
+
+def train_candidate_task(
+    cycle: int, name: str, seed_offset: int, folder: str, fold: int | None = None
+) -> dict[str, Any]:
+    """In a Ray worker: one LM member of the candidate (`fold`), or the whole candidate when it has none."""
     config = load_loop_config()
     spec = read_plan(cycle).candidate(name)
     root = candidate_dir(cycle, name)
-    pruner = None
-    if seed_offset == 0:
-        pruner = Pruner(
-            champion_oof(current_champion()),
-            rounded=config.gate.metric == "vector_mae_rounded",
-            confidence=config.gate.prune_confidence,
-            samples=config.gate.bootstrap_samples,
-            seed=config.gate.seed,
-        )
+    rows = load_jsonl(root / TRAIN_FILE)
     steps: list[dict] = []
-    result = train_recipe(
+    writers: dict[int, ProgressWriter] = {}
+
+    def on_step(metrics: dict) -> None:
+        steps.append(metrics)
+        member = int(metrics.get("member", 0))
+        writers.setdefault(member, ProgressWriter(root / folder, member))(metrics)
+
+    common: dict[str, Any] = {
+        "base_spec": config.base_model,
+        "output_dir": root / folder / STUDENT_DIR,
+        "seed": training_seed(spec, seed_offset),
+        "time_budget_s": config.train_time_budget_s,
+        "checkpoint_every_steps": config.checkpoint_every_steps,
+        "on_step": on_step,
+        "progress": False,
+    }
+    if fold is not None:
+        record = train_recipe_member(spec.student, spec.hparams, rows, fold=fold, **common)
+        return {"member": record.model_dump(mode="json"), "steps": steps, "peak_rss_mb": peak_rss_mb()}
+    result = train_recipe(spec.student, spec.hparams, rows, pruner=_pruner(config, seed_offset), **common)
+    assert result is not None, "a candidate trained in one task is always decided"
+    return {"result": result.model_dump(mode="json"), "steps": steps}
+
+
+def _assemble(
+    cycle: int, spec: CandidateSpec, config: LoopConfig, seed_offset: int, folder: str
+) -> RecipeResult | None:
+    """The candidate from the members its parallel tasks finished so far (None: not decidable yet)."""
+    root = candidate_dir(cycle, spec.name)
+    return train_recipe(
         spec.student,
         spec.hparams,
         load_jsonl(root / TRAIN_FILE),
         base_spec=config.base_model,
         output_dir=root / folder / STUDENT_DIR,
         seed=training_seed(spec, seed_offset),
-        pruner=pruner,
-        time_budget_s=config.train_time_budget_s,
-        checkpoint_every_steps=config.checkpoint_every_steps,
-        on_step=steps.append,
+        pruner=_pruner(config, seed_offset),
         progress=False,
+        train_members=False,
     )
-    return {"result": result.model_dump(mode="json"), "steps": steps}
 
 
 def _log_training(
@@ -143,21 +187,90 @@ def _record(cycle: int, spec: CandidateSpec, folder: str, outcome: Any) -> Train
 def train_specs(
     cycle: int, specs: list[CandidateSpec], config: LoopConfig, *, seed_offset: int = 0, folder: str = ""
 ) -> dict[str, TrainingOutcome]:
-    """Train `specs` as parallel Ray tasks; each outcome is written the moment its task ends."""
-    from loop.parallel import run_tasks
+    """Train `specs` as parallel Ray tasks, one per LM member (a candidate without LM is one task); each
+    outcome is written the moment it is decided. After each member, the candidate is judged on the members
+    finished so far, in fold order (the same pruning decisions as training them one after another): once
+    pruned, complete or crashed, its remaining members are cancelled; the other candidates go on."""
+    from loop.parallel import TaskFailure, run_tasks
 
+    began = time.perf_counter()
     outcomes = {s.name: o for s in specs if (o := training_outcome(cycle, s.name, folder)) is not None}
     pending = {s.name: s for s in specs if s.name not in outcomes}
-    if pending:
+    tasks: dict[str, tuple] = {}
+    member_steps: dict[str, dict[int, list[dict]]] = {name: {} for name in pending}
+    member_rss: dict[str, list[float]] = {name: [] for name in pending}
+
+    def decide(name: str) -> bool:
+        """Record the candidate if its finished members decide it; True when decided."""
+        spec = pending[name]
+        try:
+            result = _assemble(cycle, spec, config, seed_offset, folder)
+        except Exception as error:  # assembling is the candidate's own failure, not the stage's
+            outcomes[name] = _record(
+                cycle, spec, folder, TaskFailure(kind=type(error).__name__, message=str(error))
+            )
+            return True
+        if result is None:
+            return False
+        result = result.model_copy(
+            update={
+                "wall_s": time.perf_counter() - began,
+                "peak_rss_mb": max(member_rss[name], default=result.peak_rss_mb),
+            }
+        )
+        steps = [step for fold in sorted(member_steps[name]) for step in member_steps[name][fold]]
+        outcomes[name] = _record(
+            cycle, spec, folder, {"result": result.model_dump(mode="json"), "steps": steps}
+        )
+        return True
+
+    for name, spec in pending.items():
+        if not spec.student.uses_lm:
+            tasks[name] = (cycle, name, seed_offset, folder, None)
+            continue
+        ensemble_dir = member_folder(spec.student, candidate_dir(cycle, name) / folder / STUDENT_DIR)
+        missing = [f for f in range(spec.student.folds) if not member_done(ensemble_dir, f)]
+        # A resumed run decides from the members already on disk first (it may need no task at all).
+        if len(missing) < spec.student.folds and decide(name):
+            continue
+        tasks.update({f"{name}/{MEMBER_KEY}{f}": (cycle, name, seed_offset, folder, f) for f in missing})
+
+    def members_of(name: str) -> list[str]:
+        return [key for key in tasks if key.startswith(f"{name}/{MEMBER_KEY}")]
+
+    def on_done(key: str, outcome: Any) -> list[str]:
+        name, _, member = key.partition(f"/{MEMBER_KEY}")
+        if name in outcomes:
+            return []
+        if not member or isinstance(outcome, TaskFailure):
+            # A whole candidate's result, or a member that crashed: that candidate's outcome (only its).
+            outcomes[name] = _record(cycle, pending[name], folder, outcome)
+            return members_of(name)
+        member_steps[name][int(member)] = outcome["steps"]
+        member_rss[name].append(outcome["peak_rss_mb"])
+        return members_of(name) if decide(name) else []
+
+    def heartbeat(running: list[str]) -> list[str]:
+        lines = []
+        for key in running:
+            name, _, member = key.partition(f"/{MEMBER_KEY}")
+            folder_path = candidate_dir(cycle, name) / folder
+            lines.append(progress_line(key, folder_path, int(member) if member else None))
+        return lines
+
+    if tasks:
         run_tasks(
             train_candidate_task,
-            {name: (cycle, name, seed_offset, folder) for name in pending},
+            tasks,
             cpus_per_task=config.cpus_per_candidate if seed_offset == 0 else config.confirm_cpus,
             address=config.ray_address,
-            on_done=lambda name, outcome: outcomes.__setitem__(
-                name, _record(cycle, pending[name], folder, outcome)
-            ),
+            on_done=on_done,
+            heartbeat=heartbeat,
         )
+    for name, spec in pending.items():
+        if name not in outcomes:  # every member returned, yet the candidate could not be assembled
+            failure = TaskFailure(kind="IncompleteEnsemble", message="a member's record is missing")
+            outcomes[name] = _record(cycle, spec, folder, failure)
     return {s.name: outcomes[s.name] for s in specs}
 
 
@@ -196,8 +309,21 @@ def evaluate_folder(
     student_dir = candidate_dir(cycle, spec.name) / folder / STUDENT_DIR
     student = load_student(config.base_model, student_dir)
     label = f"{spec.name}{'-' + folder if folder else ''}"
+    champion = current_champion()
+    # Timed interleaved with the champion in the same window; not with the zero-shot base model, whose
+    # generation would take minutes of timing for a figure no gate reads.
+    reference = (
+        (load_student(config.base_model, champion.student_dir()), champion.decoder)
+        if champion is not None and champion.student_path is not None
+        else None
+    )
     report = evaluate_student(
-        student, rows, predictor=f"cycle{cycle}-{label}", dataset=f"{data.name}/valid", config=config
+        student,
+        rows,
+        predictor=f"cycle{cycle}-{label}",
+        dataset=f"{data.name}/valid",
+        config=config,
+        champion=reference,
     )
     member_mae = [
         evaluate(

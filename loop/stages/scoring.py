@@ -9,19 +9,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from loop.config import LoopConfig
 from tools.core.schema import Prediction, TrainingRow
 from tools.data.dataset import text_key
 from tools.evaluation.harness import evaluate
+from tools.evaluation.latency import interleaved_latency
 from tools.evaluation.metrics import EvalReport, build_report, score_row
 from tools.student.folds import OOF_FILE, OutOfFold
 
 
 @contextmanager
 def single_thread() -> Iterator[None]:
-    """Latency is a per-request figure: measured with one torch thread, as a server worker would run."""
+    """Latency is a per-request figure: measured with one torch thread, as a server worker would run, so
+    the calling thread does a request's work (its CPU time is the request's)."""
     torch = sys.modules.get("torch")
     if torch is None:
         yield
@@ -35,24 +35,27 @@ def single_thread() -> Iterator[None]:
 
 
 def single_request_latency(
-    student: Any, decoder: str, rows: Sequence[TrainingRow], n: int, repeats: int
+    student: Any,
+    decoder: str,
+    rows: Sequence[TrainingRow],
+    n: int,
+    repeats: int,
+    champion: tuple[Any, str] | None = None,
 ) -> dict:
-    """p50 / p95 over `n` requests of each request's median over `repeats` single calls (1 thread)."""
+    """p50 / p95 over `n` requests of each request's minimum thread CPU time over `repeats` single calls
+    (1 thread), the `champion` (student, decoder) timed interleaved in the same window
+    (`tools.evaluation.latency`)."""
     if not rows or n == 0:
         return {}
+    texts = [r.request_text for r in rows[:n]]
     with single_thread():
-        per_request = [
-            float(
-                np.median(
-                    [student.predict_one(r.request_text, decoder=decoder).latency_ms for _ in range(repeats)]
-                )
-            )
-            for r in rows[:n]
-        ]
-    return {
-        "p50_latency_ms": float(np.percentile(per_request, 50)),
-        "p95_latency_ms": float(np.percentile(per_request, 95)),
-    }
+        probe = interleaved_latency(
+            lambda text: student.predict_one(text, decoder=decoder),
+            texts,
+            repeats=repeats,
+            champion=(lambda text: champion[0].predict_one(text, decoder=champion[1])) if champion else None,
+        )
+    return {"p50_latency_ms": probe.cpu_p50_ms, "p95_latency_ms": probe.cpu_p95_ms, "latency": probe}
 
 
 def evaluate_student(
@@ -64,8 +67,10 @@ def evaluate_student(
     config: LoopConfig,
     decoder: str | None = None,
     latency_repeats: int | None = None,
+    champion: tuple[Any, str] | None = None,
 ) -> EvalReport:
-    """A student on `rows`; the latency figures are single requests, not batch shares."""
+    """A student on `rows`; the latency figures are single requests, not batch shares, timed interleaved
+    with `champion` (its student and decoder) when given."""
     decoder = decoder or student.default_decoder(config.decoder)
     report = evaluate(
         lambda texts: student.predict_batch(texts, decoder=decoder),
@@ -76,7 +81,7 @@ def evaluate_student(
         batch_size=config.eval_batch_size,
     )
     repeats = latency_repeats or config.latency_repeats
-    latency = single_request_latency(student, decoder, rows, config.latency_requests, repeats)
+    latency = single_request_latency(student, decoder, rows, config.latency_requests, repeats, champion)
     return report.model_copy(update=latency)
 
 

@@ -20,6 +20,7 @@ PROCESS_ENV_VARS: dict[str, str] = {
     "KOTONE_MCP": "agent endpoint: stdio (default), wandb (hosted W&B MCP) or an http URL on 127.0.0.1",
     "KOTONE_MCP_HTTP_TOKEN": "bearer token of `python -m tools.server --http` (generated and printed when unset)",
     "KOTONE_PROGRESS_EVERY": "training / evaluation steps between progress lines when output is not a terminal",
+    "KOTONE_HEARTBEAT_S": "seconds between heartbeat lines while candidates train (each member's step and loss; default 30)",
     "KOTONE_TORCH_INDEX": "scripts/setup.sh: pip index for torch (default PyTorch's CPU wheels)",
 }
 

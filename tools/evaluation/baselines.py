@@ -17,24 +17,22 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 from scipy import sparse
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
-from sklearn.linear_model import Ridge
-from sklearn.model_selection import KFold
 
 from tools.core.atomic import atomic_write_json
 from tools.core.contracts import BaselineKind, LearnabilitySlice
 from tools.core.schema import DIMS, SCALE_MAX, SCALE_MIN, ParamVector, Prediction, TrainingRow, round_scores
+from tools.evaluation.bag_of_words import TOKEN_PATTERN, count_matrix
 
 BASELINE_KINDS: tuple[BaselineKind, ...] = ("train-median", "tfidf-ridge", "additive-ridge")
 # Printed beside every model figure (the "ten-line baselines"); the additive ridge is a candidate, not a reference.
 REFERENCE_BASELINES: tuple[BaselineKind, ...] = ("train-median", "tfidf-ridge")
 SPEC_FILE = "baseline.json"
 ARRAYS_FILE = "arrays.npz"
-TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 
 
 class BaselineSpec(BaseModel):
@@ -108,14 +106,15 @@ class TextBaseline(ServesValues):
         self.coef = np.zeros((len(DIMS), 0))
         self.intercept = np.zeros(len(DIMS))
 
-    def _vectorizer(self, vocabulary: dict[str, int] | None = None) -> CountVectorizer:
-        if self.spec.kind == "tfidf-ridge":
-            return CountVectorizer(ngram_range=(1, 2), token_pattern=TOKEN_PATTERN, vocabulary=vocabulary)
-        return CountVectorizer(binary=True, token_pattern=TOKEN_PATTERN, vocabulary=vocabulary)
+    def _vectorizer(self) -> Any:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        return CountVectorizer(binary=True, token_pattern=TOKEN_PATTERN)
 
     def _features(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """Counts over the fitted vocabulary; for TF-IDF, the same transform TfidfVectorizer applies."""
-        counts = self._vectorizer(self.vocabulary).transform(list(texts)).astype(float).tocsr()
+        tfidf = self.spec.kind == "tfidf-ridge"
+        counts = count_matrix(texts, self.vocabulary, bigrams=tfidf, binary=not tfidf).astype(float).tocsr()
         if self.spec.kind != "tfidf-ridge":
             return counts
         counts.data = 1.0 + np.log(counts.data)
@@ -130,6 +129,9 @@ class TextBaseline(ServesValues):
         if self.spec.kind == "train-median":
             self.intercept = np.median(y, axis=0)
             return self
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import Ridge
+
         texts = [r.request_text for r in rows]
         if self.spec.kind == "tfidf-ridge":
             fitted = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=TOKEN_PATTERN).fit(
@@ -182,6 +184,8 @@ def learnability(
     A slice is `learnable` when the ridge beats the constant by more than `margin` (absolute MAE).
     Slices with fewer than 2*folds rows are skipped: their CV is meaningless.
     """
+    from sklearn.model_selection import KFold
+
     slices: list[LearnabilitySlice] = []
     for source_type in sorted({r.source_type.value for r in rows}):
         subset = [r for r in rows if r.source_type.value == source_type]

@@ -9,9 +9,34 @@ from tools.core.progress import Progress
 from tools.core.schema import Prediction, ServedBy, TrainingRow
 from tools.data.dataset import data_hash
 from tools.evaluation.baselines import REFERENCE_BASELINES, TextBaseline
-from tools.evaluation.metrics import EvalReport, build_report, score_row
+from tools.evaluation.metrics import EvalReport, RowResult, build_report, score_row
 
 PredictBatch = Callable[[list[str]], list[Prediction]]
+
+
+def score_rows(
+    predict_batch: PredictBatch,
+    rows: Sequence[TrainingRow],
+    indices: Sequence[int],
+    *,
+    subject: ServedBy = "model",
+    batch_size: int = 16,
+    bar: Progress | None = None,
+    label: str = "the predictor",
+) -> list[RowResult]:
+    """`rows[i]` for each i of `indices`, predicted in chunks and scored; each result keeps its index i."""
+    results = []
+    for start in range(0, len(indices), batch_size):
+        chunk = list(indices[start : start + batch_size])
+        predictions = predict_batch([rows[i].request_text for i in chunk])
+        if len(predictions) != len(chunk):
+            raise RuntimeError(f"{label} returned {len(predictions)} predictions for {len(chunk)} rows")
+        results.extend(
+            score_row(i, rows[i], pred, subject) for i, pred in zip(chunk, predictions, strict=True)
+        )
+        if bar is not None:
+            bar.update(1)
+    return results
 
 
 def evaluate(
@@ -26,19 +51,17 @@ def evaluate(
     progress: bool = True,
 ) -> EvalReport:
     """Run `predict_batch` over `rows` in chunks and score only what `subject` served."""
-    results = []
     chunks = range(0, len(rows), batch_size)
     bar = Progress(len(chunks), f"eval {predictor} [{decoder}]", unit="batch", enabled=progress, every=10)
-    for start in chunks:
-        chunk = rows[start : start + batch_size]
-        predictions = predict_batch([r.request_text for r in chunk])
-        if len(predictions) != len(chunk):
-            raise RuntimeError(f"{predictor} returned {len(predictions)} predictions for {len(chunk)} rows")
-        results.extend(
-            score_row(start + i, row, pred, subject)
-            for i, (row, pred) in enumerate(zip(chunk, predictions, strict=True))
-        )
-        bar.update(1)
+    results = score_rows(
+        predict_batch,
+        rows,
+        range(len(rows)),
+        subject=subject,
+        batch_size=batch_size,
+        bar=bar,
+        label=predictor,
+    )
     bar.close()
     return build_report(
         results, predictor=predictor, decoder=decoder, dataset=dataset, data_hash=data_hash(list(rows))

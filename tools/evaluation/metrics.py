@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.core.schema import DIMS, Prediction, ServedBy, TrainingRow, rounded_scores
+from tools.evaluation.latency import LatencyProbe
 
 SCALE = 10.0
 
@@ -77,6 +78,9 @@ class EvalReport(BaseModel):
     by_source_type: dict[str, SliceMetrics]
     p50_latency_ms: float
     p95_latency_ms: float
+    latency: LatencyProbe | None = Field(
+        None, description="single-request timing (the p50/p95 above come from it when set), with the load"
+    )
     top_failures: list[RowResult]
     rows: list[RowResult]
 

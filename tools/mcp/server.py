@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from typing import TYPE_CHECKING
 
-from mcp.server.mcpserver import MCPServer
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
 
 TOOL_MODULES = (
     "tools.mcp.wandb_tools",
@@ -28,6 +30,8 @@ INSTRUCTIONS = (
 
 
 def build_server() -> MCPServer:
+    from mcp.server.mcpserver import MCPServer
+
     from tools.core.cli import project_version
 
     server = MCPServer(
@@ -73,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
                 "KOTONE_WANDB_ENTITY",
                 "KOTONE_WANDB_PROJECT",
                 "KOTONE_PROGRESS_EVERY",
+                "KOTONE_HEARTBEAT_S",
                 "KOTONE_MCP_HTTP_TOKEN",
             ],
             extra={

@@ -9,6 +9,9 @@ Folder layout:
     ensemble.json        `EnsembleSpec`: member kind, folds, seeds, member folders
     member_K/            a student folder of the member's kind (regression or generative)
     member_K/done.json   `MemberRecord`: written after member K's fold predictions, so a resumed run skips it
+
+Members train one after another in one process, or each as its own Ray task (`loop.stages.candidate`); the
+ensemble is then judged on the finished members in fold order, so pruning decides the same either way.
     oof.json             `OutOfFold` of the whole ensemble
 """
 
@@ -73,6 +76,69 @@ def _stopped_by_budget(result: BaseModel) -> bool:
     return bool(values.get("stopped_by_budget") or values.get("stopped_by_time_budget"))
 
 
+def train_member(
+    kind: str,
+    hparams: HParams,
+    rows: Sequence[TrainingRow],
+    *,
+    fold: int,
+    n_folds: int,
+    base_spec: str,
+    output_dir: Path,
+    seed: int,
+    options: dict | None = None,
+    time_budget_s: float | None = None,
+    checkpoint_every_steps: int = 25,
+    on_step: Callable[[dict], None] | None = None,
+    progress: bool = True,
+) -> MemberRecord:
+    """Member `fold`: trained on every other fold, its held-out fold predicted, `done.json` written (a
+    member already done is read back, never trained again). Members train one after another or as
+    parallel tasks: either way each is the same function of its fold and seed."""
+    from tools.student.interface import load_student, train_student
+
+    member_dir = output_dir / f"member_{fold}"
+    done = member_dir / MEMBER_DONE_FILE
+    if done.is_file():
+        return MemberRecord.model_validate_json(done.read_text())
+    train_idx, held_out = fold_split(rows, fold, n_folds)
+    result = train_student(
+        kind,  # type: ignore[arg-type]
+        hparams,
+        [rows[i] for i in train_idx],
+        base_spec=base_spec,
+        output_dir=member_dir,
+        seed=member_seed(seed, fold),
+        time_budget_s=time_budget_s,
+        checkpoint_every_steps=checkpoint_every_steps,
+        options=options,
+        on_step=(lambda metrics: on_step({**metrics, "member": fold})) if on_step else None,
+        progress=progress,
+    )
+    values = result.model_dump()
+    student = load_student(base_spec, member_dir)
+    texts = [rows[i].request_text for i in held_out]
+    decoder = student.default_decoder("skeleton_ev")
+    predictions = student.predict_batch(texts, decoder=decoder) if texts else []
+    record = MemberRecord(
+        fold=fold,
+        seed=member_seed(seed, fold),
+        steps=int(values.get("steps", 0)),
+        final_loss=values.get("final_loss"),
+        wall_s=float(values.get("wall_s", 0.0)),
+        stopped_by_budget=_stopped_by_budget(result),
+        train_rows=len(train_idx),
+        held_out_rows=held_out,
+        held_out_predictions=[_values(p) for p in predictions],
+    )
+    atomic_write_json(done, record)
+    return record
+
+
+def member_done(output_dir: Path, fold: int) -> bool:
+    return (output_dir / f"member_{fold}" / MEMBER_DONE_FILE).is_file()
+
+
 def train_fold_ensemble(
     kind: str,
     hparams: HParams,
@@ -88,57 +154,37 @@ def train_fold_ensemble(
     on_fold: OnFold | None = None,
     on_step: Callable[[dict], None] | None = None,
     progress: bool = True,
-) -> EnsembleResult:
-    """Train the K members fold by fold (finished members are skipped on a rerun); `on_fold` may prune."""
-    from tools.student.interface import load_student, train_student
-
+    train_missing: bool = True,
+) -> EnsembleResult | None:
+    """The K members judged fold by fold in fold order (`on_fold` may prune after each). A member not
+    done yet is trained here, or, with `train_missing=False` (members trained as parallel tasks), the
+    answer is None: not decidable yet. Either way the same members give the same decision."""
     began = time.perf_counter()
     output_dir.mkdir(parents=True, exist_ok=True)
     members: list[MemberRecord] = []
     oof = OutOfFold.empty(n_folds)
     pruned = None
     for fold in range(n_folds):
-        member_dir = output_dir / f"member_{fold}"
-        done = member_dir / MEMBER_DONE_FILE
-        train_idx, held_out = fold_split(rows, fold, n_folds)
-        if done.is_file():
-            record = MemberRecord.model_validate_json(done.read_text())
-        else:
-            budget = None
-            if time_budget_s is not None:
-                budget = max(time_budget_s - (time.perf_counter() - began), 0.0) / (n_folds - fold)
-            result = train_student(
-                kind,  # type: ignore[arg-type]
-                hparams,
-                [rows[i] for i in train_idx],
-                base_spec=base_spec,
-                output_dir=member_dir,
-                seed=member_seed(seed, fold),
-                time_budget_s=budget,
-                checkpoint_every_steps=checkpoint_every_steps,
-                options=options,
-                on_step=(lambda metrics, fold=fold: on_step({**metrics, "member": fold}))
-                if on_step
-                else None,
-                progress=progress,
-            )
-            values = result.model_dump()
-            student = load_student(base_spec, member_dir)
-            texts = [rows[i].request_text for i in held_out]
-            decoder = student.default_decoder("skeleton_ev")
-            predictions = student.predict_batch(texts, decoder=decoder) if texts else []
-            record = MemberRecord(
-                fold=fold,
-                seed=member_seed(seed, fold),
-                steps=int(values.get("steps", 0)),
-                final_loss=values.get("final_loss"),
-                wall_s=float(values.get("wall_s", 0.0)),
-                stopped_by_budget=_stopped_by_budget(result),
-                train_rows=len(train_idx),
-                held_out_rows=held_out,
-                held_out_predictions=[_values(p) for p in predictions],
-            )
-            atomic_write_json(done, record)
+        if not train_missing and not member_done(output_dir, fold):
+            return None
+        budget = None
+        if time_budget_s is not None:
+            budget = max(time_budget_s - (time.perf_counter() - began), 0.0) / (n_folds - fold)
+        record = train_member(
+            kind,
+            hparams,
+            rows,
+            fold=fold,
+            n_folds=n_folds,
+            base_spec=base_spec,
+            output_dir=output_dir,
+            seed=seed,
+            options=options,
+            time_budget_s=budget,
+            checkpoint_every_steps=checkpoint_every_steps,
+            on_step=on_step,
+            progress=progress,
+        )
         members.append(record)
         oof.add(
             [rows[i] for i in record.held_out_rows], np.asarray(record.held_out_predictions).reshape(-1, 6)

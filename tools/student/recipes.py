@@ -12,8 +12,9 @@ with each prediction.
 Every family leaves `oof.json`: each dataset row of the training split predicted by models that never saw
 it (for a stack, blended with weights fitted on the other folds). That is the candidate's CV estimate.
 
-Pruning: after each LM fold, the candidate's out-of-fold errors so far are compared, row by row, with the
-champion's on the same rows (paired bootstrap). When even this estimate (for a stack, blended with weights
+Pruning: after each LM fold (in fold order, whichever member finished first when they train as parallel
+tasks), the candidate's out-of-fold errors so far are compared, row by row, with the champion's on the same
+rows (paired bootstrap). When even this estimate (for a stack, blended with weights
 fitted on those same rows, which flatters it) says the candidate is worse with `prune_confidence`, it
 cannot win: training stops and the reason is recorded. Pruning reads only training rows.
 """
@@ -34,7 +35,7 @@ from tools.core.schema import TrainingRow
 from tools.data.novelty import NOVELTY_DIR, NoveltyModel
 from tools.evaluation.baselines import TextBaseline
 from tools.evaluation.stats import paired_bootstrap
-from tools.student.ensemble import MemberRecord, train_fold_ensemble
+from tools.student.ensemble import MemberRecord, train_fold_ensemble, train_member
 from tools.student.folds import OOF_FILE, OutOfFold, fold_split, paired_gain
 from tools.student.stack import (
     COMPONENTS_DIR,
@@ -103,7 +104,7 @@ class Pruner:
         )
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -156,6 +157,44 @@ def stack_oof(
     return oof, weights
 
 
+def member_folder(recipe: StudentRecipe, output_dir: Path) -> Path:
+    """Where a recipe's LM fold ensemble lives inside its student folder."""
+    return output_dir / COMPONENTS_DIR / LM_COMPONENT if recipe.family == "stack" else output_dir
+
+
+def train_recipe_member(
+    recipe: StudentRecipe,
+    hparams: HParams,
+    rows: Sequence[TrainingRow],
+    *,
+    fold: int,
+    base_spec: str,
+    output_dir: Path,
+    seed: int,
+    time_budget_s: float | None = None,
+    checkpoint_every_steps: int = 25,
+    on_step: Callable[[dict], None] | None = None,
+    progress: bool = True,
+) -> MemberRecord:
+    """One LM member of the candidate, as its own task. A time budget is the candidate's, split evenly
+    over its members (they run side by side, not one after another)."""
+    return train_member(
+        recipe.member_kind,
+        hparams,
+        rows,
+        fold=fold,
+        n_folds=recipe.folds,
+        base_spec=base_spec,
+        output_dir=member_folder(recipe, output_dir),
+        seed=seed,
+        options=recipe.options,
+        time_budget_s=None if time_budget_s is None else time_budget_s / recipe.folds,
+        checkpoint_every_steps=checkpoint_every_steps,
+        on_step=on_step,
+        progress=progress,
+    )
+
+
 def train_recipe(
     recipe: StudentRecipe,
     hparams: HParams,
@@ -169,8 +208,13 @@ def train_recipe(
     checkpoint_every_steps: int = 25,
     on_step: Callable[[dict], None] | None = None,
     progress: bool = True,
-) -> RecipeResult:
-    """Train the candidate into `output_dir` (a rerun skips finished LM members) and write its record."""
+    train_members: bool = True,
+) -> RecipeResult | None:
+    """Train the candidate into `output_dir` (a rerun skips finished LM members) and write its record.
+
+    With `train_members=False` the LM members come from parallel tasks (`train_recipe_member`): the
+    candidate is assembled from the members finished so far, judged by `pruner` in fold order, and the
+    answer is None while a member the decision needs is still missing."""
     began = time.perf_counter()
     output_dir.mkdir(parents=True, exist_ok=True)
     n_folds = recipe.folds
@@ -194,6 +238,7 @@ def train_recipe(
             on_fold=on_fold,
             on_step=on_step,
             progress=progress,
+            train_missing=train_members,
         )
 
     if recipe.family == "baseline":
@@ -202,6 +247,8 @@ def train_recipe(
         oof = baseline_oof(recipe.baseline, rows, n_folds)
     elif recipe.family in ("regression", "generative"):
         result = ensemble(output_dir, pruner)
+        if result is None:
+            return None
         members, oof, pruned = result.members, result.oof, result.pruned
     else:
         cheap = [c for c in recipe.components if c != LM_COMPONENT]
@@ -214,7 +261,9 @@ def train_recipe(
                 flattering, _ = stack_oof({**component_oofs, LM_COMPONENT: lm_oof}, n_folds, nested=False)
                 return pruner(fold, flattering) if pruner is not None else None
 
-            result = ensemble(output_dir / COMPONENTS_DIR / LM_COMPONENT, provisional if pruner else None)
+            result = ensemble(member_folder(recipe, output_dir), provisional if pruner else None)
+            if result is None:
+                return None
             members, pruned = result.members, result.pruned
             component_oofs[LM_COMPONENT] = result.oof
         oof, weights = stack_oof(component_oofs, n_folds, nested=True)
@@ -236,7 +285,7 @@ def train_recipe(
         pruned=pruned,
         not_trained=bool(members) and all(m.steps == 0 for m in members),
         wall_s=time.perf_counter() - began,
-        peak_rss_mb=_peak_rss_mb(),
+        peak_rss_mb=peak_rss_mb(),
     )
     atomic_write_json(output_dir / RECORD_FILE, record)
     return record

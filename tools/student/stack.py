@@ -155,9 +155,9 @@ class SourceClassifier:
     def predict(self, texts: Sequence[str]) -> list[str]:
         if len(self.classes) == 1:
             return [self.classes[0]] * len(texts)
-        from sklearn.feature_extraction.text import CountVectorizer
+        from tools.evaluation.bag_of_words import count_matrix
 
-        features = CountVectorizer(binary=True, vocabulary=self.vocabulary).transform(list(texts))
+        features = count_matrix(texts, self.vocabulary, binary=True)
         scores = np.asarray(features @ self.coef.T).reshape(len(texts), -1) + self.intercept
         if len(self.classes) == 2:  # sklearn's binary case: one score column, positive = classes[1]
             return [self.classes[int(s[0] > 0)] for s in scores]

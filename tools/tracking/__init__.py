@@ -4,10 +4,38 @@ Heavy imports (wandb, weave) happen inside the functions that need them. May imp
 `tools.evaluation.metrics` (the reports it logs).
 """
 
-from tools.tracking.env import TrackingSettings, configure_tracking, tracking_settings
-from tools.tracking.evaluation_log import log_evaluation
-from tools.tracking.store import CloudTrackingStore, LocalTrackingStore, TrackingStore, open_store
-from tools.tracking.wandb_logger import TrainingRunLogger, start_training_run
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tools.tracking.env import TrackingSettings, configure_tracking, tracking_settings
+    from tools.tracking.evaluation_log import log_evaluation
+    from tools.tracking.store import CloudTrackingStore, LocalTrackingStore, TrackingStore, open_store
+    from tools.tracking.wandb_logger import TrainingRunLogger, start_training_run
+
+# Names served from their modules on first use (PEP 562): `tools.tracking.env`, which every command imports
+# before parsing its arguments, must not pull in the stores and loggers with it.
+_HOME = {
+    "TrackingSettings": "env",
+    "configure_tracking": "env",
+    "tracking_settings": "env",
+    "log_evaluation": "evaluation_log",
+    "CloudTrackingStore": "store",
+    "LocalTrackingStore": "store",
+    "TrackingStore": "store",
+    "open_store": "store",
+    "TrainingRunLogger": "wandb_logger",
+    "start_training_run": "wandb_logger",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+
 
 __all__ = [
     "CloudTrackingStore",
