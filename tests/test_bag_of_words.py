@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import CountVectorizer
 
-from tools.evaluation.bag_of_words import TOKEN_PATTERN, count_matrix
+from tools.data.bag_of_words import TOKEN_PATTERN, count_matrix
 
 TRAIN = [
     "Make game music.\n- style: Jazz\n- mood: rain rain RAIN",

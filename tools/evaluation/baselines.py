@@ -26,7 +26,7 @@ from scipy import sparse
 from tools.core.atomic import atomic_write_json
 from tools.core.contracts import BaselineKind, LearnabilitySlice
 from tools.core.schema import DIMS, SCALE_MAX, SCALE_MIN, ParamVector, Prediction, TrainingRow, round_scores
-from tools.evaluation.bag_of_words import TOKEN_PATTERN, count_matrix
+from tools.data.bag_of_words import TOKEN_PATTERN, count_matrix
 
 BASELINE_KINDS: tuple[BaselineKind, ...] = ("train-median", "tfidf-ridge", "additive-ridge")
 # Printed beside every model figure (the "ten-line baselines"); the additive ridge is a candidate, not a reference.

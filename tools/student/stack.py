@@ -155,7 +155,7 @@ class SourceClassifier:
     def predict(self, texts: Sequence[str]) -> list[str]:
         if len(self.classes) == 1:
             return [self.classes[0]] * len(texts)
-        from tools.evaluation.bag_of_words import count_matrix
+        from tools.data.bag_of_words import count_matrix
 
         features = count_matrix(texts, self.vocabulary, binary=True)
         scores = np.asarray(features @ self.coef.T).reshape(len(texts), -1) + self.intercept
