@@ -20,16 +20,15 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 from scipy import sparse
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 from tools.core.atomic import atomic_write_json
+from tools.data.bag_of_words import TOKEN_PATTERN, count_matrix, terms
 
 NOVELTY_DIR = "novelty"
 SPEC_FILE = "novelty.json"
 ARRAYS_FILE = "arrays.npz"
 NEIGHBOURS = 5
 UNFAMILIAR = 0.95  # the profile's headline: the share of requests less familiar than this share of training
-TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 DECIMALS = 6
 
 
@@ -94,13 +93,8 @@ class NoveltyModel:
         self.reference = np.zeros(0)  # the training rows' leave-one-out familiarity, sorted
 
     def _counts(self, texts: Sequence[str]) -> sparse.csr_matrix:
-        """Sublinear term frequencies (1 + log tf) over the fitted vocabulary."""
-        counts = (
-            CountVectorizer(ngram_range=(1, 2), token_pattern=TOKEN_PATTERN, vocabulary=self.vocabulary)
-            .transform(list(texts))
-            .astype(float)
-            .tocsr()
-        )
+        """Sublinear term frequencies (1 + log tf) over the fitted vocabulary (served without scikit-learn)."""
+        counts = count_matrix(texts, self.vocabulary, bigrams=True).astype(float).tocsr()
         counts.data = 1.0 + np.log(counts.data)
         return counts
 
@@ -120,6 +114,8 @@ class NoveltyModel:
         return (sparse.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ weighted).tocsr()
 
     def fit(self, texts: Sequence[str]) -> NoveltyModel:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         if len(texts) < 2:
             raise ValueError("novelty needs at least two training requests (it is calibrated leave-one-out)")
         fitted = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=TOKEN_PATTERN).fit(
@@ -142,11 +138,10 @@ class NoveltyModel:
     def familiarity(self, texts: Sequence[str]) -> np.ndarray:
         """Mean cosine similarity to the k nearest training rows; words and word pairs no training row has
         weigh in the request's norm at the unseen idf (they make it less familiar, not invisible)."""
-        analyse = CountVectorizer(ngram_range=(1, 2), token_pattern=TOKEN_PATTERN).build_analyzer()
         unseen = np.zeros(len(texts))
         for i, text in enumerate(texts):
-            terms = [t for t in analyse(text) if t not in self.vocabulary]
-            tf = np.unique(terms, return_counts=True)[1] if terms else np.zeros(0)
+            missing = [t for t in terms(text, bigrams=True) if t not in self.vocabulary]
+            tf = np.unique(missing, return_counts=True)[1] if missing else np.zeros(0)
             unseen[i] = float((((1.0 + np.log(tf)) * self.unseen_idf) ** 2).sum())
         query = self._normalised(self._counts(texts) @ sparse.diags(self.idf), unseen)
         similarities = (query @ self.matrix.T).toarray()
