@@ -62,20 +62,9 @@ class OpenAITeacher(MistralTeacher):
         if not train:
             raise ValueError("the OpenAI-compatible teacher needs training rows for its examples")
         self.client = OpenAIChatClient(base_url, api_key, timeout_s, max_attempts, retry_wait_s)
-        self.timeout_ms = round(timeout_s * 1000)
-        self.train = list(train)
-        self.model = model
         self.json_schema = json_schema
         self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.batch_size = batch_size
-        self.n_examples = n_examples
-        self.token_budget = token_budget
-        self.max_calls = max_calls
-        self.max_malformed = max_malformed
-        self.max_attempts = max_attempts
-        self.retry_wait_s = retry_wait_s
-        self.stats = TeacherStats(backend=self.name, token_budget=token_budget)
+        self._keep_settings({**locals(), "timeout_ms": round(timeout_s * 1000)})
 
     def _parse_with_retries(
         self, messages: list[dict[str, str]], random_seed: int, stats: TeacherStats

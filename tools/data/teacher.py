@@ -232,18 +232,16 @@ class MistralTeacher:
         from mistralai.client import Mistral
 
         self.client = Mistral(api_key=key, server_url=server_url, timeout_ms=timeout_ms)
-        self.timeout_ms = timeout_ms
-        self.train = list(train)
-        self.model = model
-        self.temperature = temperature
-        self.batch_size = batch_size
-        self.n_examples = n_examples
-        self.token_budget = token_budget
-        self.max_calls = max_calls
-        self.max_malformed = max_malformed
-        self.max_attempts = max_attempts
-        self.retry_wait_s = retry_wait_s
-        self.stats = TeacherStats(backend=self.name, token_budget=token_budget)
+        self._keep_settings(locals())
+
+    def _keep_settings(self, given: dict) -> None:
+        """The generation settings and caps every model-backed teacher keeps (its client aside)."""
+        for name in ("timeout_ms", "model", "temperature", "batch_size", "n_examples", "token_budget"):
+            setattr(self, name, given[name])
+        for name in ("max_calls", "max_malformed", "max_attempts", "retry_wait_s"):
+            setattr(self, name, given[name])
+        self.train = list(given["train"])
+        self.stats = TeacherStats(backend=self.name, token_budget=given["token_budget"])
 
     def generate(self, spec: AugmentationSpec, focus_dims: list[str], n: int, seed: int) -> list[TrainingRow]:
         rng = random.Random(seed)
