@@ -130,3 +130,33 @@ def test_a_stacks_out_of_fold_record_covers_the_rows_every_component_has():
     assert record.mae() == 0.0
     in_sample, _ = stack_oof({"constant": constant, "model": exact}, N_FOLDS, nested=False)
     assert in_sample.mae() == 0.0 and len(in_sample.keys) == 30
+
+
+def test_a_candidate_exactly_as_surely_worse_as_the_confidence_is_pruned():
+    """The boundary: P(worse) equal to the confidence prunes; a hair above it does not."""
+    from tools.evaluation.stats import paired_bootstrap
+    from tools.student.folds import paired_gain
+
+    mixed = oof([0.0] * 8 + [2.0] * 12 + [1.0] * 20)
+    gains = paired_gain(CHAMPION.errors(), mixed.errors())
+    worse = paired_bootstrap(-gains, samples=1000, seed=0).probability
+    assert 0.5 < worse < 1
+    assert Pruner(CHAMPION, rounded=False, confidence=worse, samples=1000, seed=0)(0, mixed) is not None
+    assert Pruner(CHAMPION, rounded=False, confidence=worse + 1e-9, samples=1000, seed=0)(0, mixed) is None
+
+
+def test_a_cheap_stacks_cv_estimate_is_its_nested_one_never_the_in_sample_blend(tmp_path):
+    """On noise, blend weights fitted on a fold's own rows flatter the stack; the candidate's record (what the
+    pruner and the champion's CV stand on) is the nested estimate."""
+    from tools.core.contracts import HParams, StudentRecipe
+    from tools.student.recipes import train_recipe
+
+    rows = _rows(90)
+    components = ["train-median", "tfidf-ridge"]
+    recipe = StudentRecipe(family="stack", components=components, folds=3)
+    result = train_recipe(recipe, HParams(), rows, base_spec="unused", output_dir=tmp_path, seed=0)
+    oofs = {kind: baseline_oof(kind, rows, 3) for kind in components}
+    nested, _ = stack_oof(oofs, 3, nested=True)
+    flattering, _ = stack_oof(oofs, 3, nested=False)
+    assert flattering.mae() < nested.mae()
+    assert result.cv_mae == nested.mae()
