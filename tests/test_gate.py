@@ -244,6 +244,31 @@ def test_a_candidate_cannot_gain_by_handing_its_hardest_rows_to_a_fallback():
     assert not margin.passed and margin.value == pytest.approx(0.34 - (0.19 * 114 + 3.0 * 6) / 120)
     assert "6 unscored rows charged" in margin.detail
     assert not result.promoted
+    gain = 0.34 - (0.19 * 114 + 3.0 * 6) / 120
+    assert f"over 120 rows, mean per-row gain {gain:+.4f}" in result.check("bootstrap").detail
+    # Against the constant too: its six hard rows cost the candidate what they cost the constant.
+    assert (
+        f"vs train-median: gain {1.5 * 114 / 120 - 0.19 * 114 / 120:+.4f}"
+        in result.check("beats_baselines").detail
+    )
+    # In a cycle the winner's gain is the charged one.
+    margin_off = GateConfig(min_mae_improvement=0.0)
+    gated = gate_candidates(
+        CHAMPION_RECORD, champion, {"a": candidate}, {"a": ["energy"]}, margin_off, {"train-median": constant}
+    )
+    assert gated.winner == "a" and gated.winner_gain == pytest.approx(gain)
+
+
+def test_the_rounded_metric_charges_the_constants_rounded_error():
+    """Rounded, the constant's error on a hard row is what its rounded prediction misses by."""
+    champion = exact([3.0 if i in HARD_ROWS else 0.2 for i in range(N_ROWS)])
+    candidate = _unscored(uniform(0.19), HARD_ROWS)
+    constant = exact([2.6 if i in HARD_ROWS else 1.5 for i in range(N_ROWS)])  # rounds to 3 off
+    config = GateConfig(metric="vector_mae_rounded", min_mae_improvement=0.0)
+    result = run_gate(champion, candidate, ["energy"], config, {"train-median": constant})
+    # rounded: champion 3 on the hard rows, 0 elsewhere; the candidate 0 elsewhere and charged 3 on the hard rows
+    assert result.check("mae_margin").value == pytest.approx(0.0)
+    assert "mean per-row gain +0.0000" in result.check("bootstrap").detail
 
 
 def test_invalid_json_fails_the_validity_check():
