@@ -23,8 +23,11 @@ from tools.core import steering
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="kotone-steer",
+    from tools.core.cli import command_parser
+
+    parser = command_parser(
+        "loop.steer",
+        "kotone-steer",
         description=__doc__.split("\n\n")[0],
         epilog="Artifacts folder: KOTONE_ARTIFACTS (default ./artifacts).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
