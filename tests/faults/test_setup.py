@@ -141,14 +141,7 @@ def test_every_third_party_package_the_code_imports_is_declared():
         .replace("_", "-")
         for dep in project["dependencies"]
     }
-    imported: set[str] = set()
-    for folder in ("agent", "loop", "tools"):
-        for path in (PROJECT_ROOT / folder).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.Import):
-                    imported |= {alias.name.split(".")[0] for alias in node.names}
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    imported.add(node.module.split(".")[0])
+    imported = _top_level_imports("agent", "loop", "tools")
     third_party = imported - set(sys.stdlib_module_names) - {"agent", "loop", "tools"} - NOT_INSTALLED_BY_PIP
     missing = sorted(
         name
@@ -172,16 +165,23 @@ def _names(requirements: list[str]) -> set[str]:
     }
 
 
+def _top_level_imports(*folders: str) -> set[str]:
+    """The top-level module of every absolute import in the .py files under `folders`."""
+    imported: set[str] = set()
+    for folder in folders:
+        for path in (PROJECT_ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    imported |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    imported.add(node.module.split(".")[0])
+    return imported
+
+
 def test_every_third_party_package_the_tests_import_is_declared_in_the_dev_extra():
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     declared = _names(project["dependencies"]) | _names(project["optional-dependencies"]["dev"])
-    imported: set[str] = set()
-    for path in (PROJECT_ROOT / "tests").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                imported |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                imported.add(node.module.split(".")[0])
+    imported = _top_level_imports("tests")
     local = {p.stem for p in (PROJECT_ROOT / "tests").rglob("*.py")} | {
         "agent",
         "loop",
@@ -197,14 +197,7 @@ def test_every_third_party_package_the_tests_import_is_declared_in_the_dev_extra
 
 def test_a_package_only_the_tests_import_is_not_a_runtime_dependency():
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
-    code_imports: set[str] = set()
-    for package in ("agent", "loop", "tools"):
-        for path in (PROJECT_ROOT / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.Import):
-                    code_imports |= {alias.name.split(".")[0] for alias in node.names}
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    code_imports.add(node.module.split(".")[0])
+    code_imports = _top_level_imports("agent", "loop", "tools")
     runtime = _names(project["dependencies"])
     for distribution, module in (("anyio", "anyio"), ("pillow", "PIL"), ("httpx", "httpx")):
         assert distribution not in runtime or module in code_imports, f"only tests import {module}"
