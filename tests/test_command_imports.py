@@ -12,8 +12,8 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "transformers", "peft", "wandb", "weave", "ray", "mcp", "mistralai")
-# Also not needed to print a help text: the baselines' libraries and the report's templates.
-NOT_FOR_HELP = (*HEAVY, "sklearn", "scipy", "jinja2")
+# Also not needed to print a help text: numerical code, the baselines' libraries, the report's templates.
+NOT_FOR_HELP = (*HEAVY, "numpy", "sklearn", "scipy", "jinja2")
 COMMANDS = ("loop.run", "loop.report", "tools.server", "tools.predict", "tools.evaluate", "loop.publish")
 
 PROBE = """

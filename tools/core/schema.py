@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:  # numpy is imported where a score is rounded: the settings and --help do not need it
+    import numpy as np
 
 DIMS: tuple[str, ...] = ("energy", "warmth", "brightness", "acousticness", "complexity", "nostalgia")
 SCALE_MIN, SCALE_MAX = 0, 10
@@ -18,6 +20,8 @@ Score = Annotated[int, Field(ge=SCALE_MIN, le=SCALE_MAX)]
 def rounded_scores(values: np.ndarray | Sequence[float]) -> np.ndarray:
     """What the product serves for raw outputs: each rounded half up to an integer on the 0..10 scale (not
     numpy's half-to-even). The served JSON, the predict command and every rounded metric round this one way."""
+    import numpy as np
+
     return np.clip(np.floor(np.asarray(values, dtype=float) + 0.5), SCALE_MIN, SCALE_MAX)
 
 
