@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from loop.gate import GateConfig
+from loop.gate_config import GateConfig
 from tools.core.contracts import HParams
 from tools.core.env_vars import PROCESS_ENV_VARS, is_process_env_var
 
