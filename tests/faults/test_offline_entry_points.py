@@ -198,6 +198,17 @@ class TracedLoop(BaseModel):
     remote_connects: list[str]
 
 
+# Every component a cycle can reach (base model, LM members, baselines, MCP, W&B, Weave), each exercised once:
+# one zero-shot decoder, one candidate (the stack, LM included), two folds, no second-seed confirmation.
+SMALL_CYCLE = {
+    "KOTONE_BOOTSTRAP_DECODERS": '["skeleton"]',
+    "KOTONE_CANDIDATES": "1",
+    "KOTONE_CV_FOLDS": "2",
+    "KOTONE_LATENCY_REQUESTS": "4",
+    "KOTONE_GATE__CONFIRM": "false",
+}
+
+
 @pytest.fixture(scope="module")
 def traced_loop(tmp_path_factory, tiny_base_model) -> TracedLoop:
     """One cycle of the loop (cycle 0 first) on the tiny model, every connect() it makes traced."""
@@ -211,6 +222,7 @@ def traced_loop(tmp_path_factory, tiny_base_model) -> TracedLoop:
         KOTONE_MAX_EVAL_ROWS="16",
         KOTONE_MAX_TRAIN_ROWS="64",
         KOTONE_STUDENT_OPTIONS='{"layers_kept": 2, "lora_layers": 1}',
+        **SMALL_CYCLE,
     )
     result = _run_traced([sys.executable, "-m", "loop.run", "--cycles", "1"], env, timeout=1800)
     return TracedLoop(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from agent_fixture_server import build_server as build_fixture_server
 from fake_mistral_server import FakeMistralServer, completion, echoing_auth_error
+from test_offline_entry_points import SMALL_CYCLE
 
 from agent.mcp_client import McpEndpoint, child_environment, open_session
 from agent.mistral_planner import MistralPlanner
@@ -211,6 +212,7 @@ def test_a_whole_cycle_with_an_upstream_echoing_the_key_leaves_it_in_no_file(tmp
             "KOTONE_MAX_TRAIN_ROWS": "64",
             "KOTONE_STUDENT_OPTIONS": '{"layers_kept": 2, "lora_layers": 1}',
             "MISTRAL_API_KEY": MISTRAL_KEY,
+            **SMALL_CYCLE,
         }
         result = subprocess.run(
             [sys.executable, "-m", "loop.run", "--cycles", "1"],
