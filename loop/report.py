@@ -211,8 +211,9 @@ def _offline_run_folders() -> dict[str, Path]:
 
 def _weave_evaluations() -> dict[str, str]:
     """W&B run id -> the id of the Weave evaluation (Evaluation.evaluate call) linked to it."""
+    from tools.tracking.call_filters import CallFilters
     from tools.tracking.env import tracking_settings
-    from tools.tracking.store import CallFilters, LocalTrackingStore
+    from tools.tracking.local_store import LocalTrackingStore
 
     settings = tracking_settings()
     if not settings.weave_db.is_file():

@@ -767,7 +767,7 @@ def test_the_snapshot_stage_reads_the_champions_runs_through_graphql(env, logged
 
 def _label_keys(value: Any, path: str = "") -> list[str]:
     """Every place in a reply that holds a row's target or a row's error."""
-    from tools.tracking.store import ROW_LABEL_KEYS
+    from tools.tracking.agent_view import ROW_LABEL_KEYS
 
     if isinstance(value, str) and value[:1] in "[{":
         try:

@@ -13,7 +13,10 @@ import pytest
 from tracking_support import TRAIN_STEPS, LoggedRuns, log_runs, offline_tracking, tracking_env
 
 from tools.core.schema import DIMS
-from tools.tracking.store import CallFilters, LocalTrackingStore, RunFilters, RunNotFoundError, open_store
+from tools.tracking.call_filters import CallFilters
+from tools.tracking.local_store import LocalTrackingStore
+from tools.tracking.store import open_store
+from tools.tracking.store_models import RunFilters, RunNotFoundError
 from tools.tracking.wandb_records import WandbLogError, find_run_logs, iter_record_bytes, read_offline_run
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

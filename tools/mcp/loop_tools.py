@@ -14,7 +14,8 @@ from tools.core.contracts import ChampionRecord, CycleHistoryEntry, EvalSnapshot
 from tools.core.schema import DIMS
 from tools.mcp.pathguard import confine
 from tools.mcp.safety import add_tools
-from tools.tracking.store import RunFilters, RunInfo, TableNotFoundError, TrackingStore, open_store
+from tools.tracking.store import open_store
+from tools.tracking.store_models import RunFilters, RunInfo, TableNotFoundError, TrackingStore
 from tools.tracking.wandb_logger import FAILURES_TABLE_KEY
 
 READABLE_SUFFIXES = (".json", ".jsonl", ".md", ".tsv", ".txt")

@@ -20,7 +20,8 @@ from pydantic import Field
 from tools.mcp.safety import add_tools
 from tools.tracking.env import tracking_settings
 from tools.tracking.graphql_api import execute_query
-from tools.tracking.store import RunFilters, RunInfo, open_store
+from tools.tracking.store import open_store
+from tools.tracking.store_models import RunFilters, RunInfo
 
 MAX_HISTORY_ROWS = 2000
 MAX_QUERY_ITEMS = 200

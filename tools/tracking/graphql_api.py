@@ -32,7 +32,7 @@ from graphql import (
 )
 
 from tools.tracking.run_filters import RunFilterError, order_runs, run_matches
-from tools.tracking.store import RunInfo, RunNotFoundError, TrackingStore
+from tools.tracking.store_models import RunInfo, RunNotFoundError, TrackingStore
 
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_HISTORY_SAMPLES = 500
