@@ -15,7 +15,7 @@ from tools.core.schema import DIMS
 from tools.mcp.pathguard import confine
 from tools.mcp.safety import add_tools
 from tools.tracking.store import open_store
-from tools.tracking.store_models import RunFilters, RunInfo, TableNotFoundError, TrackingStore
+from tools.tracking.store_models import RunInfo, TableNotFoundError, TrackingStore
 from tools.tracking.wandb_logger import FAILURES_TABLE_KEY
 
 READABLE_SUFFIXES = (".json", ".jsonl", ".md", ".tsv", ".txt")
@@ -92,7 +92,7 @@ def get_eval_snapshot_tool(top_k: Annotated[int, Field(ge=1, le=50)] = 10) -> Ev
     record; no validation row is listed.
     """
     store = open_store(agent_view=True)
-    eval_runs = store.list_runs(RunFilters(job_type="eval"))
+    eval_runs = store.list_runs({"jobType": "eval"})
     champion = load_champion()
     champion_run = next((r for r in eval_runs if champion and r.id == champion.eval_run_id), None)
     bases = _latest_by_role(eval_runs, "base")

@@ -7,7 +7,6 @@ from typing import Any
 
 from tools.tracking.call_filters import CallFilters, call_matches
 from tools.tracking.store_models import (
-    RunFilters,
     RunHistory,
     RunInfo,
     RunNotFoundError,
@@ -60,7 +59,7 @@ class AgentVisibleStore:
             raise RunNotFoundError(f"run {run_id!r} not found in {self.entity}/{self.project}")
         return run
 
-    def list_runs(self, filters: RunFilters | None = None) -> list[RunInfo]:
+    def list_runs(self, filters: dict[str, Any] | None = None) -> list[RunInfo]:
         return [r for r in self._inner.list_runs(filters) if not is_held_out(r.config)]
 
     def get_run(self, run_id: str) -> RunInfo:

@@ -8,18 +8,25 @@ from typing import Any
 
 from tools.tracking.call_filters import CallFilters, call_matches
 from tools.tracking.env import TrackingSettings
+from tools.tracking.run_filters import run_matches
 from tools.tracking.store_models import (
-    RunFilters,
     RunHistory,
     RunInfo,
     RunNotFoundError,
     RunTable,
     TableNotFoundError,
     TraceCall,
-    run_matches_filters,
     select_history,
     trace_call_from_record,
 )
+
+# Top-level conditions W&B's server reads under the same names. Sending only these narrows what comes back
+# (a filter's top-level conditions all hold), and the whole filter is applied again to the runs it returns.
+_SERVER_FIELDS = ("group", "jobType", "state")
+
+
+def _server_side(filters: dict[str, Any]) -> dict[str, Any] | None:
+    return {k: v for k, v in filters.items() if k in _SERVER_FIELDS or k.startswith("config.")} or None
 
 
 class CloudTrackingStore:
@@ -61,15 +68,10 @@ class CloudTrackingStore:
         except wandb.errors.CommError as exc:
             raise RunNotFoundError(f"run {run_id!r} not found in {self._path()}: {exc}") from exc
 
-    def list_runs(self, filters: RunFilters | None = None) -> list[RunInfo]:
-        filters = filters or RunFilters()
-        query: dict[str, Any] = {f"config.{k}": v for k, v in filters.config.items()}
-        if filters.group is not None:
-            query["group"] = filters.group
-        if filters.job_type is not None:
-            query["jobType"] = filters.job_type
-        runs = [self._info(r) for r in self._api.runs(self._path(), filters=query or None)]
-        return [r for r in runs if run_matches_filters(r, filters)]
+    def list_runs(self, filters: dict[str, Any] | None = None) -> list[RunInfo]:
+        filters = filters or {}
+        runs = [self._info(r) for r in self._api.runs(self._path(), filters=_server_side(filters))]
+        return [r for r in runs if run_matches(r, filters)]
 
     def get_run(self, run_id: str) -> RunInfo:
         return self._info(self._run(run_id))

@@ -6,18 +6,18 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 from tools.tracking.call_filters import CallFilters, call_matches
 from tools.tracking.env import TrackingSettings
+from tools.tracking.run_filters import run_matches
 from tools.tracking.store_models import (
-    RunFilters,
     RunHistory,
     RunInfo,
     RunNotFoundError,
     RunTable,
     TableNotFoundError,
     TraceCall,
-    run_matches_filters,
     select_history,
     trace_call_from_record,
 )
@@ -78,10 +78,9 @@ class LocalTrackingStore:
                 return run
         raise RunNotFoundError(f"run {run_id!r} not found in {self.entity}/{self.project}")
 
-    def list_runs(self, filters: RunFilters | None = None) -> list[RunInfo]:
-        filters = filters or RunFilters()
+    def list_runs(self, filters: dict[str, Any] | None = None) -> list[RunInfo]:
         runs = [self._info(r) for r in self._offline_runs()]
-        return [r for r in runs if run_matches_filters(r, filters)]
+        return [r for r in runs if run_matches(r, filters or {})]
 
     def get_run(self, run_id: str) -> RunInfo:
         return self._info(self._offline_run(run_id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from tools.tracking.call_filters import CallFilters
@@ -17,20 +17,6 @@ class RunNotFoundError(LookupError):
 
 class TableNotFoundError(LookupError):
     pass
-
-
-class RunFilters(BaseModel):
-    """Which runs to list; every given field must match."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    group: str | None = Field(None, description="run group (the loop uses cycle_<N>)")
-    job_type: str | None = Field(None, description="train / eval")
-    state: str | None = Field(None, description="running / finished / failed")
-    name_contains: str | None = Field(None, description="substring of the run's display name")
-    config: dict[str, Any] = Field(
-        default_factory=dict, description="config key -> required value (top level)"
-    )
 
 
 class RunInfo(BaseModel):
@@ -85,7 +71,10 @@ class TrackingStore(Protocol):
     entity: str
     project: str
 
-    def list_runs(self, filters: RunFilters | None = None) -> list[RunInfo]: ...
+    def list_runs(self, filters: dict[str, Any] | None = None) -> list[RunInfo]:
+        """Runs matching a W&B run filter (`tools.tracking.run_filters`), all runs when None."""
+        ...
+
     def get_run(self, run_id: str) -> RunInfo: ...
     def get_history(self, run_id: str, keys: list[str] | None = None) -> RunHistory: ...
     def get_table(self, run_id: str, key: str) -> RunTable: ...
@@ -93,16 +82,6 @@ class TrackingStore(Protocol):
         self, filters: CallFilters | None = None, limit: int | None = None, sort_direction: str = "desc"
     ) -> list[TraceCall]: ...
     def count_calls(self, filters: CallFilters | None = None) -> int: ...
-
-
-def run_matches_filters(run: RunInfo, filters: RunFilters) -> bool:
-    return (
-        (filters.group is None or run.group == filters.group)
-        and (filters.job_type is None or run.job_type == filters.job_type)
-        and (filters.state is None or run.state == filters.state)
-        and (filters.name_contains is None or filters.name_contains in run.name)
-        and all(run.config.get(k) == v for k, v in filters.config.items())
-    )
 
 
 def select_history(run: RunInfo, rows: list[dict[str, Any]], keys: list[str] | None) -> RunHistory:
