@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from tools.core import paths
+from tools.core import paths, records
 from tools.core.contracts import ChampionRecord, CycleHistoryEntry, EvalSnapshot, FailureCase, MetricSummary
 from tools.core.schema import DIMS
 from tools.mcp.pathguard import confine
@@ -44,13 +44,10 @@ def metric_summary(summary: dict[str, Any]) -> MetricSummary:
 
 
 def load_champion() -> ChampionRecord | None:
-    path = paths.registry_dir() / "champion.json"
-    if not path.is_file():
-        return None
     try:
-        return ChampionRecord.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValidationError as exc:
-        raise ToolError(f"{path.name} is not a valid ChampionRecord: {exc.error_count()} error(s)") from None
+        return records.read_champion()
+    except records.RecordError as exc:
+        raise ToolError(str(exc)) from None
 
 
 def _failures(store: TrackingStore, run: RunInfo, top_k: int) -> list[FailureCase]:
@@ -128,19 +125,10 @@ def get_champion_tool() -> ChampionRecord | None:
 
 def get_cycle_history_tool(last_n: Annotated[int | None, Field(ge=1)] = None) -> list[CycleHistoryEntry]:
     """One entry per finished or crashed cycle from artifacts/loop/history.jsonl, oldest first."""
-    path = paths.loop_dir() / "history.jsonl"
-    if not path.is_file():
-        return []
-    entries = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entries.append(CycleHistoryEntry.model_validate_json(line))
-        except ValidationError as exc:
-            raise ToolError(
-                f"history.jsonl line {line_no}: not a valid entry ({exc.error_count()} error(s))"
-            ) from None
+    try:
+        entries = records.read_history()
+    except records.RecordError as exc:
+        raise ToolError(str(exc)) from None
     return entries if last_n is None else entries[-last_n:]
 
 
