@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from tools.core import paths
 from tools.core.atomic import atomic_write_json
-from tools.core.records import read_champion
+from tools.core.records import RecordError, read_champion
 
 Kind = Literal["model", "run", "registry", "evaluation", "trace"]
 KINDS: tuple[Kind, ...] = ("model", "run", "registry", "evaluation", "trace")
@@ -481,7 +481,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     target = Target(entity=args.entity, project=args.project)
-    plan = build_plan(tuple(args.only or KINDS))
+    try:
+        plan = build_plan(tuple(args.only or KINDS))
+    except RecordError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     ledger = Ledger.load()
     print(f"publish to {target.label()}: {len(plan)} item(s)")
     for item in plan:

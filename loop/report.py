@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from tools.core.atomic import atomic_write_text
 from tools.core.paths import cycle_dir, loop_dir, registry_dir
-from tools.core.records import read_champion, read_history
+from tools.core.records import RecordError, read_champion, read_history
 
 if TYPE_CHECKING:
     from tools.evaluation.metrics import EvalReport
@@ -533,7 +533,11 @@ def main(argv: list[str] | None = None) -> int:
         if batch.problems:
             return 2
         requests = [row["request_text"] for row in batch.rows]
-    path = build_page(args.out or loop_dir() / "report.html", requests)
+    try:
+        path = build_page(args.out or loop_dir() / "report.html", requests)
+    except RecordError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"report written to {path}")
     return 0
 

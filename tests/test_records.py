@@ -125,6 +125,20 @@ def test_every_reader_of_a_bad_history_line_names_the_line():
             reader()
 
 
+def test_the_report_and_publish_commands_refuse_a_bad_record_in_one_line(capsys):
+    from loop.publish import main as publish
+    from loop.report import main as report
+
+    write_history("[1]")
+    assert report([]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {history_path()}:1: not a valid history entry (1 error(s); first: ")
+    write_champion("{}")
+    assert publish(["--dry-run"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {champion_path()}: not a valid champion record")
+
+
 def _path_literals(path) -> list[str]:
     """String constants (docstrings aside) that name a record file as a path part."""
     tree = ast.parse(path.read_text())
