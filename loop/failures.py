@@ -6,9 +6,10 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from loop.config import ConfigError
+from tools.core.records import RecordError
 from tools.data.dataset import DatasetError, SplitLeakError
 
-BAD_INPUT = (ConfigError, DatasetError, SplitLeakError, ValidationError, FileNotFoundError)
+BAD_INPUT = (ConfigError, DatasetError, SplitLeakError, RecordError, ValidationError, FileNotFoundError)
 
 
 def causes(error: BaseException) -> list[BaseException]:

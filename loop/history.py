@@ -5,20 +5,12 @@ from __future__ import annotations
 from tools.core.atomic import append_line
 from tools.core.contracts import CycleHistoryEntry
 from tools.core.paths import loop_dir
+from tools.core.records import history_path, read_history
 
 
 def append_history(entry: CycleHistoryEntry) -> None:
-    append_line(loop_dir() / "history.jsonl", entry.model_dump_json())
+    append_line(history_path(), entry.model_dump_json())
     _write_history_tsv()
-
-
-def read_history() -> list[CycleHistoryEntry]:
-    path = loop_dir() / "history.jsonl"
-    if not path.exists():
-        return []
-    return [
-        CycleHistoryEntry.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()
-    ]
 
 
 def _tsv_number(value: float | None) -> str:

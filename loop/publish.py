@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from tools.core import paths
 from tools.core.atomic import atomic_write_json
+from tools.core.records import RecordError, read_champion
 
 Kind = Literal["model", "run", "registry", "evaluation", "trace"]
 KINDS: tuple[Kind, ...] = ("model", "run", "registry", "evaluation", "trace")
@@ -94,19 +95,10 @@ def _promotions() -> list[tuple[int, Path]]:
         if data.get("promoted") and record.student_dir() is not None:
             promoted.setdefault(record.cycle, record_path.parent)
     order = sorted(promoted)
-    champion = _current_champion()
+    champion = read_champion()
     if champion is not None and order and champion.cycle in promoted and champion.cycle != order[-1]:
         order.append(champion.cycle)  # a rollback: the alias moves back
     return [(cycle, promoted[cycle]) for cycle in order]
-
-
-def _current_champion() -> Any:
-    from tools.core.contracts import ChampionRecord
-
-    path = paths.registry_dir() / "champion.json"
-    if not path.is_file():
-        return None
-    return ChampionRecord.model_validate_json(path.read_text(encoding="utf-8"))
 
 
 def _model_items() -> list[Item]:
@@ -137,7 +129,7 @@ def _model_items() -> list[Item]:
 
 def _registry_items() -> list[Item]:
     """The current champion's link in the W&B Registry (sent again when the champion changes)."""
-    champion = _current_champion()
+    champion = read_champion()
     if champion is None or champion.student_dir() is None:
         return []  # the untouched base model has no files to log
     return [
@@ -489,7 +481,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     target = Target(entity=args.entity, project=args.project)
-    plan = build_plan(tuple(args.only or KINDS))
+    try:
+        plan = build_plan(tuple(args.only or KINDS))
+    except RecordError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     ledger = Ledger.load()
     print(f"publish to {target.label()}: {len(plan)} item(s)")
     for item in plan:

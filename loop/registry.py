@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from tools.core.atomic import atomic_write_json
 from tools.core.contracts import ChampionRecord, HParams, MetricSummary, StudentRecipe
 from tools.core.paths import artifacts_dir, registry_dir
+from tools.core.records import champion_path, read_champion
 from tools.evaluation.baselines import REFERENCE_BASELINES
 from tools.evaluation.metrics import EvalReport
 from tools.student.folds import OOF_FILE, OutOfFold
@@ -104,8 +105,7 @@ def registered_report(cycle: int, name: str) -> EvalReport:
 
 
 def current_champion() -> ChampionRecord | None:
-    path = registry_dir() / "champion.json"
-    return ChampionRecord.model_validate_json(path.read_text()) if path.exists() else None
+    return read_champion()
 
 
 def champion_report() -> EvalReport:
@@ -139,7 +139,7 @@ def promote(cycle: int, name: str) -> ChampionRecord:
     atomic_write_json(
         entry_dir(cycle, name) / RECORD_FILE, CandidateRecord(record=candidate.record, promoted=True)
     )
-    atomic_write_json(registry_dir() / "champion.json", candidate.record)
+    atomic_write_json(champion_path(), candidate.record)
     return candidate.record
 
 

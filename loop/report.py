@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from tools.core.atomic import atomic_write_text
 from tools.core.paths import cycle_dir, loop_dir, registry_dir
+from tools.core.records import RecordError, read_champion, read_history
 
 if TYPE_CHECKING:
     from tools.evaluation.metrics import EvalReport
@@ -108,13 +109,6 @@ def _report(path: Path) -> EvalReport | None:
     return EvalReport.model_validate_json(path.read_text()) if path.is_file() else None
 
 
-def _history() -> list[dict]:
-    path = loop_dir() / "history.jsonl"
-    return (
-        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    )
-
-
 def _link(path: Path, page: Path) -> str | None:
     """A link from the page to `path`, relative so the artifacts folder can be moved whole."""
     if not path.exists():
@@ -132,18 +126,18 @@ def cycle_rows(page: Path) -> list[CycleRow]:
     runs = _offline_run_folders()
     evaluations = _weave_evaluations()
     rows = []
-    for entry in _history():
-        cycle = entry["cycle"]
+    for entry in read_history():
+        cycle = entry.cycle
         decision = (
             _read_json(cycle_dir(cycle) / "decision.json")
-            if entry["status"] in ("promoted", "rejected")
+            if entry.status in ("promoted", "rejected")
             else None
         )
         detail = {c["name"]: c for c in decision["candidates"]} if decision else {}
         gate = decision["gate"]["candidates"] if decision else {}
         candidates = []
-        for outcome in entry.get("candidates", []):
-            name = outcome["name"]
+        for outcome in entry.candidates:
+            name = outcome.name
             row = detail.get(name, {})
             checks = {c["name"]: c for c in gate.get(name, {}).get("checks", [])}
             registered = _read_json(registry_dir() / f"cycle_{cycle}" / name / "record.json")
@@ -152,9 +146,9 @@ def cycle_rows(page: Path) -> list[CycleRow]:
                 CandidateRow(
                     cycle=cycle,
                     name=name,
-                    description=outcome["description"],
-                    verdict=row.get("status", outcome["status"]),
-                    note=outcome.get("note", ""),
+                    description=outcome.description,
+                    verdict=row.get("status", outcome.status),
+                    note=outcome.note,
                     failed_checks=[FailedCheck(**c) for c in checks.values() if not c["passed"]],
                     p95_latency_ms=(row.get("valid") or {}).get("p95_latency_ms") or _p95(cycle, name),
                     hparam_changes=[
@@ -162,9 +156,9 @@ def cycle_rows(page: Path) -> list[CycleRow]:
                     ],
                     wandb_run=_link(runs[run_id], page) if run_id in runs else None,
                     weave_evaluation=evaluations.get(run_id),
-                    valid_mae=outcome.get("valid_mae"),
-                    valid_mae_rounded=outcome.get("valid_mae_rounded"),
-                    cv_mae=outcome.get("cv_mae"),
+                    valid_mae=outcome.valid_mae,
+                    valid_mae_rounded=outcome.valid_mae_rounded,
+                    cv_mae=outcome.cv_mae,
                     per_dim_mae=(row.get("valid") or {}).get("per_dim_mae")
                     or (_per_dim(cycle, name) if cycle == 0 else {}),
                     gain=checks.get("mae_margin", {}).get("value"),
@@ -172,7 +166,7 @@ def cycle_rows(page: Path) -> list[CycleRow]:
                     p_needed=checks.get("bootstrap", {}).get("threshold"),
                     wall_s=row.get("training_wall_s"),
                     eval_run_id=run_id,
-                    test_mae_rounded=_test_score(cycle, name) if outcome["status"] == "promoted" else None,
+                    test_mae_rounded=_test_score(cycle, name) if outcome.status == "promoted" else None,
                 )
             )
         champion = (decision or {}).get("champion_after", {}).get("metrics", {})
@@ -184,8 +178,8 @@ def cycle_rows(page: Path) -> list[CycleRow]:
         rows.append(
             CycleRow(
                 cycle=cycle,
-                status=entry["status"],
-                wall_s=entry.get("wall_s"),
+                status=entry.status,
+                wall_s=entry.wall_s,
                 champion_mae=champion.get("vector_mae"),
                 champion_mae_rounded=champion.get("vector_mae_rounded"),
                 decision_log=_link(cycle_dir(cycle) / "decision_log.md", page) if cycle > 0 else None,
@@ -211,8 +205,9 @@ def _offline_run_folders() -> dict[str, Path]:
 
 def _weave_evaluations() -> dict[str, str]:
     """W&B run id -> the id of the Weave evaluation (Evaluation.evaluate call) linked to it."""
+    from tools.tracking.call_filters import CallFilters
     from tools.tracking.env import tracking_settings
-    from tools.tracking.store import CallFilters, LocalTrackingStore
+    from tools.tracking.local_store import LocalTrackingStore
 
     settings = tracking_settings()
     if not settings.weave_db.is_file():
@@ -451,13 +446,10 @@ def build_page(out_path: Path, requests: list[str] | None = None) -> Path:
 
     rows = cycle_rows(out_path)
     refs = baselines()
-    champion_record = _read_json(registry_dir() / "champion.json")
+    champion_record = read_champion()
     champion_report = (
         _report(
-            registry_dir()
-            / f"cycle_{champion_record['cycle']}"
-            / champion_record["candidate"]
-            / "eval_valid.json"
+            registry_dir() / f"cycle_{champion_record.cycle}" / champion_record.candidate / "eval_valid.json"
         )
         if champion_record
         else None
@@ -486,7 +478,7 @@ def build_page(out_path: Path, requests: list[str] | None = None) -> Path:
         rows=rows,
         champion=champion_record,
         champion_report=champion_report,
-        champion_test=_test_score(champion_record["cycle"], champion_record["candidate"])
+        champion_test=_test_score(champion_record.cycle, champion_record.candidate)
         if champion_record
         else None,
         ridge_test=_test_score(0, "tfidf-ridge"),
@@ -541,7 +533,11 @@ def main(argv: list[str] | None = None) -> int:
         if batch.problems:
             return 2
         requests = [row["request_text"] for row in batch.rows]
-    path = build_page(args.out or loop_dir() / "report.html", requests)
+    try:
+        path = build_page(args.out or loop_dir() / "report.html", requests)
+    except RecordError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"report written to {path}")
     return 0
 

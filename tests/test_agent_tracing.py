@@ -10,7 +10,9 @@ import pytest
 
 from agent.mcp_client import open_session
 from agent.transcript import Transcript
-from tools.tracking.store import CallFilters, TraceCall, open_store
+from tools.tracking.call_filters import CallFilters
+from tools.tracking.store import open_store
+from tools.tracking.store_models import TraceCall
 
 
 @pytest.fixture

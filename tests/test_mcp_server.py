@@ -153,6 +153,33 @@ def test_list_runs_lists_eval_runs_with_their_summary_metrics(env):
     )
 
 
+def test_list_runs_reads_the_same_run_filter_as_query_wandb(env):
+    """One run-filter language: list_runs_tool takes W&B's filter, operators included, as runs(filters:) does."""
+    worse = max(
+        (env.report, env.eval_run_id),
+        (env.baseline_report, env.baseline_run_id),
+        key=lambda p: p[0].vector_mae,
+    )
+    better_than_worst = {"jobType": "eval", "summary_metrics.eval/vector_mae": {"$lt": worse[0].vector_mae}}
+    listed = ok("list_runs_tool", {**ENTITY, "filters": better_than_worst})
+    query = ok(
+        "query_wandb_tool",
+        {
+            "query": 'query($f: JSONString) { project(name: "kotone-loop") { runs(filters: $f) '
+            "{ edges { node { name } } } } }",
+            "variables": {"f": json.dumps(better_than_worst)},
+        },
+    )
+    from_query = [e["node"]["name"] for e in query["data"]["project"]["runs"]["edges"]]
+    assert [item["id"] for item in listed["items"]] == from_query and len(from_query) == 1
+    assert from_query[0] != worse[1]
+    either = {"$or": [{"config.role": "base"}, {"displayName": {"$regex": "baseline"}}]}
+    assert {i["id"] for i in ok("list_runs_tool", {**ENTITY, "filters": either})["items"]} == {
+        env.eval_run_id,
+        env.baseline_run_id,
+    }
+
+
 def test_compare_runs_reports_metric_deltas(env):
     diff = ok("compare_runs_tool", {**ENTITY, "run_id_a": env.eval_run_id, "run_id_b": env.baseline_run_id})
     mae = diff["summary_diff"]["changed"]["eval/vector_mae"]
@@ -289,8 +316,8 @@ def test_arguments_the_schema_refuses_come_back_as_clear_mcp_errors(env, name, a
         ("query_weave_traces_tool", {**ENTITY, "sort_by": "costs"}, "not sortable"),
         ("query_weave_traces_tool", {**ENTITY, "limit": 501}, "query_too_large: limit 501 is over 500"),
         ("query_weave_traces_tool", {**ENTITY, "filters": {"inputs": {"x": {"$regex": "a"}}}}, "$regex"),
-        ("list_runs_tool", {**ENTITY, "filters": {"summary.x": {"$gt": 1}}}, "unsupported filter"),
-        ("list_runs_tool", {**ENTITY, "filters": {"group": {"$ne": "a"}}}, "only equality"),
+        ("list_runs_tool", {**ENTITY, "filters": {"summary.x": {"$gt": 1}}}, "unknown run field 'summary.x'"),
+        ("list_runs_tool", {**ENTITY, "filters": {"group": {"$near": "a"}}}, "unsupported operator '$near'"),
         ("list_runs_tool", {**ENTITY, "resource": "run"}, "needs run_id"),
     ],
 )
@@ -767,7 +794,7 @@ def test_the_snapshot_stage_reads_the_champions_runs_through_graphql(env, logged
 
 def _label_keys(value: Any, path: str = "") -> list[str]:
     """Every place in a reply that holds a row's target or a row's error."""
-    from tools.tracking.store import ROW_LABEL_KEYS
+    from tools.tracking.agent_view import ROW_LABEL_KEYS
 
     if isinstance(value, str) and value[:1] in "[{":
         try:

@@ -36,8 +36,9 @@ from loop.publish import (
 from loop.registry import CandidateRecord, metric_summary, promote
 from tools.core.contracts import ChampionRecord, CycleHistoryEntry
 from tools.evaluation.baselines import TextBaseline
+from tools.tracking.call_filters import CallFilters
 from tools.tracking.env import TrackingSettings
-from tools.tracking.store import CallFilters, LocalTrackingStore
+from tools.tracking.local_store import LocalTrackingStore
 from tools.tracking.wandb_records import find_run_logs, iter_record_bytes
 
 TARGET = Target(entity="team", project="kotone-published")

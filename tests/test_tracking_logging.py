@@ -13,7 +13,10 @@ import pytest
 from tracking_support import TRAIN_STEPS, LoggedRuns, log_runs, offline_tracking, tracking_env
 
 from tools.core.schema import DIMS
-from tools.tracking.store import CallFilters, LocalTrackingStore, RunFilters, RunNotFoundError, open_store
+from tools.tracking.call_filters import CallFilters
+from tools.tracking.local_store import LocalTrackingStore
+from tools.tracking.store import open_store
+from tools.tracking.store_models import RunNotFoundError
 from tools.tracking.wandb_records import WandbLogError, find_run_logs, iter_record_bytes, read_offline_run
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -134,11 +137,11 @@ def test_eval_logging_of_120_rows_takes_a_few_seconds_at_most(logged):
 
 def test_list_runs_filters_by_job_type_group_and_config(logged, store):
     _, runs = logged
-    evals = store.list_runs(RunFilters(job_type="eval"))
+    evals = store.list_runs({"jobType": "eval"})
     assert {r.id for r in evals} == {runs.eval_run_id, runs.baseline_run_id, runs.test_run_id}
-    base = store.list_runs(RunFilters(job_type="eval", config={"role": "base"}))
+    base = store.list_runs({"jobType": "eval", "config.role": "base"})
     assert [r.id for r in base] == [runs.eval_run_id]
-    assert [r.id for r in store.list_runs(RunFilters(group="cycle_1"))] == [runs.train_run_id]
+    assert [r.id for r in store.list_runs({"group": "cycle_1"})] == [runs.train_run_id]
     with pytest.raises(RunNotFoundError):
         store.get_run("doesnotexist")
 

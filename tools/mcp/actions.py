@@ -20,7 +20,8 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from tools.core.contracts import ChampionRecord, Diagnosis, LearnabilitySlice
-from tools.core.paths import cycle_dir, loop_dir, registry_dir
+from tools.core.paths import cycle_dir, loop_dir
+from tools.core.records import champion_path
 from tools.mcp.safety import READ_ONLY, add_tools
 
 # Stages add files (idempotent: a repeat after a kill resumes); the log stage also moves the champion.
@@ -63,7 +64,7 @@ def bootstrap_champion_tool(lock_token: LockToken) -> ChampionRecord:
     from loop.stages.bootstrap import bootstrap_champion
 
     config = _guard(lock_token)
-    if (registry_dir() / "champion.json").exists():
+    if champion_path().exists():
         raise ToolError("refused: there already is a champion (cycle 0 ran); use --rollback to restore one")
     return bootstrap_champion(config)
 

@@ -7,14 +7,15 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from tools.core import paths
+from tools.core import paths, records
 from tools.core.contracts import ChampionRecord, CycleHistoryEntry, EvalSnapshot, FailureCase, MetricSummary
 from tools.core.schema import DIMS
 from tools.mcp.pathguard import confine
 from tools.mcp.safety import add_tools
-from tools.tracking.store import RunFilters, RunInfo, TableNotFoundError, TrackingStore, open_store
+from tools.tracking.store import open_store
+from tools.tracking.store_models import RunInfo, TableNotFoundError, TrackingStore
 from tools.tracking.wandb_logger import FAILURES_TABLE_KEY
 
 READABLE_SUFFIXES = (".json", ".jsonl", ".md", ".tsv", ".txt")
@@ -43,13 +44,10 @@ def metric_summary(summary: dict[str, Any]) -> MetricSummary:
 
 
 def load_champion() -> ChampionRecord | None:
-    path = paths.registry_dir() / "champion.json"
-    if not path.is_file():
-        return None
     try:
-        return ChampionRecord.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValidationError as exc:
-        raise ToolError(f"{path.name} is not a valid ChampionRecord: {exc.error_count()} error(s)") from None
+        return records.read_champion()
+    except records.RecordError as exc:
+        raise ToolError(str(exc)) from None
 
 
 def _failures(store: TrackingStore, run: RunInfo, top_k: int) -> list[FailureCase]:
@@ -91,7 +89,7 @@ def get_eval_snapshot_tool(top_k: Annotated[int, Field(ge=1, le=50)] = 10) -> Ev
     record; no validation row is listed.
     """
     store = open_store(agent_view=True)
-    eval_runs = store.list_runs(RunFilters(job_type="eval"))
+    eval_runs = store.list_runs({"jobType": "eval"})
     champion = load_champion()
     champion_run = next((r for r in eval_runs if champion and r.id == champion.eval_run_id), None)
     bases = _latest_by_role(eval_runs, "base")
@@ -127,19 +125,10 @@ def get_champion_tool() -> ChampionRecord | None:
 
 def get_cycle_history_tool(last_n: Annotated[int | None, Field(ge=1)] = None) -> list[CycleHistoryEntry]:
     """One entry per finished or crashed cycle from artifacts/loop/history.jsonl, oldest first."""
-    path = paths.loop_dir() / "history.jsonl"
-    if not path.is_file():
-        return []
-    entries = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entries.append(CycleHistoryEntry.model_validate_json(line))
-        except ValidationError as exc:
-            raise ToolError(
-                f"history.jsonl line {line_no}: not a valid entry ({exc.error_count()} error(s))"
-            ) from None
+    try:
+        entries = records.read_history()
+    except records.RecordError as exc:
+        raise ToolError(str(exc)) from None
     return entries if last_n is None else entries[-last_n:]
 
 

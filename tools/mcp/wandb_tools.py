@@ -20,11 +20,11 @@ from pydantic import Field
 from tools.mcp.safety import add_tools
 from tools.tracking.env import tracking_settings
 from tools.tracking.graphql_api import execute_query
-from tools.tracking.store import RunFilters, RunInfo, open_store
+from tools.tracking.store import open_store
+from tools.tracking.store_models import RunInfo
 
 MAX_HISTORY_ROWS = 2000
 MAX_QUERY_ITEMS = 200
-_FILTER_FIELDS = {"group": "group", "jobType": "job_type", "state": "state", "displayName": "name_contains"}
 
 EntityName = Annotated[str, Field(min_length=1, max_length=128, description="W&B entity (team or username)")]
 ProjectName = Annotated[str, Field(min_length=1, max_length=128, description="W&B project name")]
@@ -59,22 +59,6 @@ def _safe(value: Any) -> Any:
 
 def _public_summary(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if not k.startswith(("_", "wandb/"))}
-
-
-def _run_filters(filters: dict[str, Any] | None) -> RunFilters:
-    """Equality filters in the official tool's Mongo-style field names (group, jobType, state, config.*)."""
-    kwargs: dict[str, Any] = {"config": {}}
-    for key, value in (filters or {}).items():
-        if not key.startswith("config.") and key not in _FILTER_FIELDS:
-            supported = ", ".join([*_FILTER_FIELDS, "config.<key>"])
-            raise ToolError(f"unsupported filter {key!r}; supported: {supported}")
-        if isinstance(value, dict):
-            raise ToolError(f"filter {key!r}: only equality filters are supported here (got operators)")
-        if key.startswith("config."):
-            kwargs["config"][key.removeprefix("config.")] = value
-        else:
-            kwargs[_FILTER_FIELDS[key]] = value
-    return RunFilters(**kwargs)
 
 
 def _serialize_run(run: RunInfo, include: set[str], summary_keys: list[str] | None) -> dict[str, Any]:
@@ -145,8 +129,9 @@ def list_runs_tool(
     """kotone-loop's own run listing (no GraphQL): list runs (resource="runs") or read one
     (resource="run", run_id=...) of a W&B project.
 
-    filters: equality on group, jobType, state, displayName (substring) and config.<key>, e.g.
-    {"jobType": "eval", "config.role": "base"}. include: add "summary" and/or "config" to each run.
+    filters: W&B's run filter, as query_wandb_tool's runs(filters:) reads it, e.g. {"jobType": "eval",
+    "config.role": "base"}, {"summary_metrics.eval/vector_mae": {"$lt": 1}}, {"displayName": {"$regex":
+    "base"}} (operators $eq $ne $gt $gte $lt $lte $in $nin $regex $exists, $and / $or). include: add "summary" and/or "config" to each run.
     A single run always includes its summary and config. Returns items with id, display_name,
     state, group, job_type, tags, created_at; collections add returned_count, total_count,
     has_more, limit.
@@ -157,7 +142,7 @@ def list_runs_tool(
             raise ToolError('resource="run" needs run_id')
         run = store.get_run(run_id)
         return json.dumps({"item": _serialize_run(run, {"summary", "config"}, summary_keys)}, default=str)
-    runs = store.list_runs(_run_filters(filters))
+    runs = store.list_runs(filters)
     runs.sort(key=lambda r: r.created_at or "", reverse=order.startswith("-"))
     items = [_serialize_run(r, set(include or []), summary_keys) for r in runs[:limit]]
     return json.dumps(

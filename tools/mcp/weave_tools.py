@@ -12,7 +12,9 @@ from pydantic import Field
 
 from tools.mcp.safety import add_tools
 from tools.mcp.wandb_tools import EntityName, ProjectName, json_errors, tool_error
-from tools.tracking.store import CallFilters, TraceCall, open_store
+from tools.tracking.call_filters import CallFilters
+from tools.tracking.store import open_store
+from tools.tracking.store_models import TraceCall
 from tools.tracking.trace_db import op_short_name
 
 DEFAULT_TRACES = 100

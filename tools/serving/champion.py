@@ -7,14 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from tools.core import paths
+from tools.core import records
 from tools.core.contracts import ChampionRecord
 from tools.core.schema import DIMS, Prediction, round_scores
 from tools.data.novelty import NoveltyModel, NoveltyProfile, novelty_profile
-
-CHAMPION_FILE = "champion.json"
 
 
 class ChampionUnavailable(LookupError):
@@ -47,23 +45,17 @@ def batch_novelty(lines: Sequence[PredictionLine]) -> NoveltyProfile | None:
     return novelty_profile(scores) if scores else None
 
 
-def champion_path() -> Path:
-    return paths.registry_dir() / CHAMPION_FILE
-
-
 def read_champion() -> ChampionRecord:
     """The current champion record, or `ChampionUnavailable` with a one-line reason."""
-    path = champion_path()
-    if not path.is_file():
-        raise ChampionUnavailable(
-            f"no champion yet ({path} does not exist): run `python -m loop.run` to make one"
-        )
     try:
-        return ChampionRecord.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValidationError as exc:
+        champion = records.read_champion()
+    except records.RecordError as exc:
+        raise ChampionUnavailable(str(exc)) from None
+    if champion is None:
         raise ChampionUnavailable(
-            f"{path} is not a valid champion record ({exc.error_count()} error(s))"
-        ) from None
+            f"no champion yet ({records.champion_path()} does not exist): run `python -m loop.run` to make one"
+        )
+    return champion
 
 
 def to_line(text: str, prediction: Prediction, novelty: float | None = None) -> PredictionLine:

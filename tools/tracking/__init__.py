@@ -10,9 +10,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tools.tracking.cloud_store import CloudTrackingStore
     from tools.tracking.env import TrackingSettings, configure_tracking, tracking_settings
     from tools.tracking.evaluation_log import log_evaluation
-    from tools.tracking.store import CloudTrackingStore, LocalTrackingStore, TrackingStore, open_store
+    from tools.tracking.local_store import LocalTrackingStore
+    from tools.tracking.store import open_store
+    from tools.tracking.store_models import TrackingStore
     from tools.tracking.wandb_logger import TrainingRunLogger, start_training_run
 
 # Names served from their modules on first use (PEP 562): `tools.tracking.env`, which every command imports
@@ -22,9 +25,9 @@ _HOME = {
     "configure_tracking": "env",
     "tracking_settings": "env",
     "log_evaluation": "evaluation_log",
-    "CloudTrackingStore": "store",
-    "LocalTrackingStore": "store",
-    "TrackingStore": "store",
+    "CloudTrackingStore": "cloud_store",
+    "LocalTrackingStore": "local_store",
+    "TrackingStore": "store_models",
     "open_store": "store",
     "TrainingRunLogger": "wandb_logger",
     "start_training_run": "wandb_logger",

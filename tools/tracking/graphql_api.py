@@ -31,8 +31,8 @@ from graphql import (
     value_from_ast_untyped,
 )
 
-from tools.tracking.run_filters import RunFilterError, order_runs, run_matches
-from tools.tracking.store import RunInfo, RunNotFoundError, TrackingStore
+from tools.tracking.run_filters import RunFilterError, order_runs
+from tools.tracking.store_models import RunInfo, RunNotFoundError, TrackingStore
 
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_HISTORY_SAMPLES = 500
@@ -309,7 +309,7 @@ class ProjectNode:
 
     def _runs(self, filters: dict[str, Any] | None, order: str | None = None) -> list[RunInfo]:
         try:
-            runs = [r for r in self.store.list_runs() if run_matches(r, filters or {})]
+            runs = self.store.list_runs(filters)
             return order_runs(runs, order)
         except RunFilterError as exc:
             raise GraphQLError(str(exc)) from None

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from tools.tracking.store import RunInfo
+from tools.tracking.store_models import RunInfo
 
 _MISSING = object()
 _FIELDS: dict[str, Callable[[RunInfo], Any]] = {
