@@ -51,7 +51,7 @@ def test_every_tool_the_docs_name_is_a_tool_the_server_lists():
     from mcp import Client
 
     import loop.stages
-    from tools.mcp.server import build_server
+    from loop.server.assemble import build_server
 
     async def listed() -> set[str]:
         async with Client(build_server()) as client:

@@ -1,12 +1,15 @@
-"""The kotone-loop MCP server: `python -m tools.server` (stdio) or `--http 127.0.0.1:PORT`.
+"""The MCP server's plumbing: the capability tools of `tools.mcp` (one module per capability, registered by
+`capability_server`), stdio or `--http 127.0.0.1:PORT`, and the command's arguments (`main`).
 
-Every tool is registered here, one module per capability; add a module to TOOL_MODULES to add tools.
+The full server adds the loop's stage and steering tools (`loop.server.assemble`); `python -m tools.server`
+hands its builder to `main`. Add a module to TOOL_MODULES to add capability tools.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,8 +20,6 @@ TOOL_MODULES = (
     "tools.mcp.weave_tools",
     "tools.mcp.loop_tools",
     "tools.mcp.predict_tools",
-    "tools.mcp.actions",
-    "tools.mcp.steering_tools",
 )
 
 INSTRUCTIONS = (
@@ -29,7 +30,8 @@ INSTRUCTIONS = (
 )
 
 
-def build_server() -> MCPServer:
+def capability_server() -> MCPServer:
+    """A server with every capability tool of `tools.mcp` (no stage or steering tool)."""
     from mcp.server.mcpserver import MCPServer
 
     from tools.core.cli import project_version
@@ -60,7 +62,7 @@ def _host_port(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, build_server: Callable[[], MCPServer] = capability_server) -> None:
     from tools.core.cli import command_parser
     from tools.core.env_vars import describe
 

@@ -1,4 +1,4 @@
-"""Action tools: the loop's stages as MCP tools (thin wrappers over the `loop.stages` modules).
+"""Stage tools: the loop's stages as MCP tools (thin wrappers over the `loop.stages` modules).
 
 Each takes the cycle number and the loop's lock token, reads the loop config the run saved
 (artifacts/loop/config.json) and the files earlier stages wrote, and returns a small JSON-able summary.

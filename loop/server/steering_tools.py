@@ -13,8 +13,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from loop.server.stage_tools import LockToken, _check_token
 from tools.core import steering
-from tools.mcp.actions import LockToken, _check_token
 from tools.mcp.safety import READ_ONLY, add_tools
 
 CHANGES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False)
