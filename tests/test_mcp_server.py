@@ -743,7 +743,7 @@ def test_the_snapshot_stage_reads_the_champions_runs_through_graphql(env, logged
     import shutil
 
     from agent.mcp_client import open_session
-    from loop.stages.snapshot import read_snapshot
+    from loop.driver.snapshot import read_snapshot
 
     artifacts = tmp_path / "artifacts"
     shutil.copytree(logged[0], artifacts)

@@ -1,0 +1,26 @@
+"""What a run prints beyond each stage's own lines: the cycle's table of candidates, champion and baselines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def cycle_table(decision: dict[str, Any]) -> str:
+    """Every candidate vs the champion vs the baselines (valid MAE raw and rounded, CV MAE), as text."""
+    lines = [f"{'':<34}{'valid':>8}{'round':>8}{'cv':>8}{'cv rnd':>8}  verdict"]
+    for c in decision["candidates"]:
+        valid = c["valid"] or {}
+        lines.append(
+            f"{'candidate ' + c['name']:<34}{fmt(valid.get('vector_mae')):>8}{fmt(valid.get('vector_mae_rounded')):>8}"
+            f"{fmt(c['cv_mae']):>8}{fmt(c['cv_mae_rounded']):>8}  {c['status']}"
+            + (f" ({', '.join(c['failed_checks'])})" if c["failed_checks"] else "")
+        )
+    for row in decision["table"]:
+        if row["role"].startswith("winner"):
+            continue
+        lines.append(f"{row['role'][:34]:<34}{fmt(row['vector_mae']):>8}{fmt(row['vector_mae_rounded']):>8}")
+    return "\n".join(lines)
