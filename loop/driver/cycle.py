@@ -12,7 +12,7 @@ from loop.config import LoopConfig
 from loop.driver.calls import act
 from loop.driver.console import cycle_table, fmt
 from loop.driver.snapshot import SNAPSHOT_FILE, read_snapshot
-from loop.state import STAGES, CycleState
+from loop.stages.progress import STAGES, CycleState
 from tools.core.paths import cycle_dir
 
 log = logging.getLogger("kotone.loop")

@@ -12,7 +12,8 @@ import time
 from loop.config import LoopConfig
 from loop.driver.cycle import bootstrap, run_cycle
 from loop.plateau import forget_plateau, mark_plateau
-from loop.state import CycleState, now_iso
+from loop.stages.progress import CycleState
+from loop.state import now_iso
 from tools.core.paths import cycle_dir, loop_dir
 
 ACTION_TIMEOUT_S = 6 * 3600.0

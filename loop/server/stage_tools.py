@@ -44,7 +44,7 @@ def _check_token(lock_token: str) -> None:
 def _guard(lock_token: str, cycle: int | None = None) -> Any:
     """Token and immutability checks; returns the loop config the run saved."""
     from loop.stages.inputs import load_loop_config
-    from loop.state import CycleState
+    from loop.stages.progress import CycleState
 
     _check_token(lock_token)
     state_file = cycle_dir(cycle) / "state.json" if cycle is not None else None

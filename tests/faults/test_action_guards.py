@@ -12,7 +12,8 @@ from mcp import Client
 
 from loop.config import LoopConfig
 from loop.server.assemble import build_server
-from loop.state import CycleState, RunLock
+from loop.stages.progress import CycleState
+from loop.state import RunLock
 from tools.core.atomic import atomic_write_json, atomic_write_text
 
 ACTIONS = [
