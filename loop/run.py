@@ -23,8 +23,6 @@ from tools.core.paths import loop_dir
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 done, 1 a cycle or the run failed, 2 refused (bad settings or data, locked, other champion)."""
-    from loop.driver.runs import champion_data_mismatch, run
-    from loop.driver.signals import run_until_signal
     from loop.failures import exit_code, one_line_causes
     from tools.data.dataset import load_dataset
     from tools.tracking.env import set_tracking_environment
@@ -50,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"champion restored: cycle {champion.cycle} {champion.candidate}")
                 return 0
             # Everything that can refuse this run is checked before the first write.
+            from loop.driver.runs import champion_data_mismatch, run
+            from loop.driver.signals import run_until_signal
+
             mismatch = champion_data_mismatch(config)
             if mismatch:
                 print(f"error: {mismatch}", file=sys.stderr)

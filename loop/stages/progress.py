@@ -6,21 +6,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from loop.stages.table import CYCLE_STAGES
 from loop.state import now_iso
 from tools.core.atomic import atomic_write_json
 
-STAGES: tuple[str, ...] = (
-    "snapshot",
-    "diagnose",
-    "plan",
-    "augment",
-    "train",
-    "evaluate",
-    "gate",
-    "confirm",
-    "approve",
-    "log",
-)
+STAGES: tuple[str, ...] = tuple(stage.name for stage in CYCLE_STAGES)  # in the order they run
 
 
 class CycleState(BaseModel):
