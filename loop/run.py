@@ -1,4 +1,5 @@
-"""Run kotone-loop cycles: snapshot -> diagnose -> plan -> augment -> train -> evaluate -> gate -> confirm -> log.
+"""Run kotone-loop cycles: snapshot -> diagnose -> plan -> augment -> train -> evaluate -> gate -> confirm ->
+approve -> log.
 
     python -m loop.run                    # the next cycle (cycle 0 first: the base model becomes champion)
     python -m loop.run --cycle 5          # exactly cycle 5
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from tools.tracking.env import set_tracking_environment
 
     set_tracking_environment()  # before anything can import wandb / weave (they read it at import)
-    args = parse_args(argv)
+    args = parse_args(argv, description=__doc__.split("\n\n")[0])
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
     )

@@ -75,3 +75,10 @@ def test_console_lines_are_read_from_the_typed_results():
         "  a: trained CV MAE 0.512 / 0.400",
         "  b: pruned  surely worse",
     ]
+
+
+def test_the_commands_help_names_the_tables_stages_in_order():
+    import loop.run
+
+    summary = loop.run.__doc__.split("\n\n")[0]
+    assert summary.split(": ", 1)[1].replace("\n", " ").rstrip(".").split(" -> ") == list(STAGES)

@@ -8,16 +8,14 @@ from pathlib import Path
 
 from loop.config import LoopConfig, load_config
 
-USAGE = """Run kotone-loop cycles: snapshot -> diagnose -> plan -> augment -> train -> evaluate -> gate -> confirm -> log."""
 
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     from tools.core.cli import command_parser
 
     parser = command_parser(
         "loop.run",
         "kotone-run",
-        description=USAGE,
+        description=description,
         epilog=settings_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
