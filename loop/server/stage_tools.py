@@ -32,6 +32,7 @@ from loop.stages.candidate import EvaluationResults, TrainResults
 from loop.stages.inputs import load_loop_config
 from loop.stages.progress import CycleState
 from loop.stages.table import (
+    BOOTSTRAP,
     TOOL_STAGES,
     ApprovalResult,
     BootstrapArguments,
@@ -42,7 +43,6 @@ from loop.stages.table import (
     LogResult,
     Stage,
     StageArguments,
-    stage_named,
 )
 from loop.state import RunLock
 from tools.core.contracts import Capacity, ChampionRecord, Diagnosis, LearnabilitySlice
@@ -76,8 +76,10 @@ def _guard(lock_token: str, cycle: int | None = None) -> LoopConfig:
     return load_loop_config()
 
 
-def _run(stage: str, arguments: StageArguments) -> Any:
-    return stage_named(stage).run(arguments, _guard(arguments.lock_token, arguments.cycle))
+def _run(tool: Callable[..., BaseModel], arguments: StageArguments) -> Any:
+    """The body of the stage whose row names `tool`, after the guards."""
+    stage = next(s for s in TOOL_STAGES if s.tool == tool.__name__)
+    return stage.run(arguments, _guard(arguments.lock_token, arguments.cycle))
 
 
 def bootstrap_champion_tool(lock_token: LockToken) -> ChampionRecord:
@@ -86,45 +88,45 @@ def bootstrap_champion_tool(lock_token: LockToken) -> ChampionRecord:
     config = _guard(lock_token)
     if (registry_dir() / "champion.json").exists():
         raise ToolError("refused: there already is a champion (cycle 0 ran); use --rollback to restore one")
-    return stage_named("bootstrap").run(BootstrapArguments(lock_token=lock_token), config)
+    return BOOTSTRAP.run(BootstrapArguments(lock_token=lock_token), config)
 
 
 def diagnose_failures_tool(cycle: Cycle, lock_token: LockToken) -> Diagnosis:
     """Weak dims of the champion, ranked weakest first, from its out-of-fold errors on the training split,
     and learnability slices; also written to the cycle's mcp_decision_input.json (the planner's input)."""
-    return _run("diagnose", StageArguments(cycle=cycle, lock_token=lock_token))
+    return _run(diagnose_failures_tool, StageArguments(cycle=cycle, lock_token=lock_token))
 
 
 def augment_training_data_tool(cycle: Cycle, lock_token: LockToken) -> AugmentResults:
     """Per candidate: teacher pairs for its focus dims + hard-case replay, filtered; writes its train set."""
-    return _run("augment", StageArguments(cycle=cycle, lock_token=lock_token))
+    return _run(augment_training_data_tool, StageArguments(cycle=cycle, lock_token=lock_token))
 
 
 def train_candidates_tool(cycle: Cycle, lock_token: LockToken) -> TrainResults:
     """Train the cycle's candidates in parallel (Ray tasks); unfinished ones resume, finished ones are kept.
     Each result says trained, pruned (with why), crashed (with the error) or not trained."""
-    return _run("train", StageArguments(cycle=cycle, lock_token=lock_token))
+    return _run(train_candidates_tool, StageArguments(cycle=cycle, lock_token=lock_token))
 
 
 def evaluate_candidates_tool(cycle: Cycle, lock_token: LockToken) -> EvaluationResults:
     """Score every trained candidate on the frozen validation split; metrics to W&B, rows to Weave."""
-    return _run("evaluate", StageArguments(cycle=cycle, lock_token=lock_token))
+    return _run(evaluate_candidates_tool, StageArguments(cycle=cycle, lock_token=lock_token))
 
 
 def run_gate_tool(cycle: Cycle, lock_token: LockToken) -> CycleGate:
     """The numeric promotion gate: every candidate vs the champion (Holm over K) and the baselines."""
-    return _run("gate", StageArguments(cycle=cycle, lock_token=lock_token))
+    return _run(run_gate_tool, StageArguments(cycle=cycle, lock_token=lock_token))
 
 
 def confirm_winner_tool(cycle: Cycle, lock_token: LockToken) -> CycleGate:
     """Train the gate's winner again with other seeds; it must pass the gate on its own to be promoted."""
-    return _run("confirm", StageArguments(cycle=cycle, lock_token=lock_token))
+    return _run(confirm_winner_tool, StageArguments(cycle=cycle, lock_token=lock_token))
 
 
 def request_approval_tool(cycle: Cycle, lock_token: LockToken) -> ApprovalResult:
     """Approve mode: record the gate's confirmed winner as waiting for a person (once; a repeat returns the
     record, decided or not). `approval` is null when approve mode is off or no winner passed."""
-    return _run("approve", StageArguments(cycle=cycle, lock_token=lock_token))
+    return _run(request_approval_tool, StageArguments(cycle=cycle, lock_token=lock_token))
 
 
 def write_decision_log_tool(
@@ -132,7 +134,10 @@ def write_decision_log_tool(
 ) -> LogResult:
     """Apply the gate's verdict (promote the winner or keep the champion), write decision_log.md /
     decision.json and the history line; repeating it after a kill changes nothing."""
-    return _run("log", LogArguments(cycle=cycle, lock_token=lock_token, started_at=started_at, wall_s=wall_s))
+    return _run(
+        write_decision_log_tool,
+        LogArguments(cycle=cycle, lock_token=lock_token, started_at=started_at, wall_s=wall_s),
+    )
 
 
 def get_learnability_tool() -> list[LearnabilitySlice]:

@@ -151,7 +151,3 @@ CYCLE_STAGES: tuple[Stage, ...] = (
 )
 
 TOOL_STAGES: tuple[Stage, ...] = (BOOTSTRAP, *(s for s in CYCLE_STAGES if s.tool is not None))
-
-
-def stage_named(name: str) -> Stage:
-    return next(s for s in (BOOTSTRAP, *CYCLE_STAGES) if s.name == name)
