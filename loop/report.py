@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from loop.plateau import PLATEAU_FILE
 from tools.core.atomic import atomic_write_text
 from tools.core.paths import cycle_dir, loop_dir, registry_dir
 from tools.core.records import RecordError, read_champion, read_history
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from tools.evaluation.metrics import EvalReport
     from tools.serving.drift import DriftReport
 
-PLATEAU_FILE = "plateau.json"
 WIDTH, HEIGHT, PAD = 520, 230, 42
 VERDICT_COLOURS = {"promoted": "#1b7f3b", "rejected": "#b3261e", "winner": "#d18f00"}
 OTHER_COLOUR = "#9a9a9a"

@@ -1,5 +1,5 @@
 """A small MCP server for the agent tests: kotone's read-only domain tools (and two W&B-mirroring tools)
-served from recorded fixtures, with the same names, arguments and result shapes as tools.mcp.server.
+served from recorded fixtures, with the same names, arguments and result shapes as the full server (loop.server.assemble).
 
 In-process: `build_server(fixture)`. Over stdio: `python tests/agent_fixture_server.py FIXTURE.json`;
 over streamable HTTP: add `--http PORT` (127.0.0.1). Two probe tools let a test see what reached the

@@ -25,7 +25,7 @@ def artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def run_session(transcript: Transcript) -> None:
     """A short real session: a tool that answers, one that fails, and the planner's turn."""
-    from tools.mcp.server import build_server
+    from loop.server.assemble import build_server
 
     async def go() -> None:
         async with open_session(build_server(), transcript) as session:

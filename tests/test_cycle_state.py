@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from loop.state import STAGES, CycleState, LoopLocked, RunLock, now_iso
+from loop.stages.progress import STAGES, CycleState
+from loop.state import LoopLocked, RunLock, now_iso
 
 
 @pytest.fixture

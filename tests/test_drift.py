@@ -125,7 +125,7 @@ def test_a_champion_without_a_novelty_model_says_so_instead_of_a_profile(tmp_pat
 def test_the_novelty_profile_tool_answers_for_the_champion_and_errors_without_one(
     champion, tmp_path, monkeypatch
 ):
-    from tools.mcp.server import build_server
+    from loop.server.assemble import build_server
 
     async def call(arguments: dict) -> object:
         async with Client(build_server()) as client:

@@ -334,7 +334,7 @@ class Killed(Exception):
 def _before_log(artifacts: Path) -> None:
     """Undo cycle 1's log stage: the files as they are when the log stage starts."""
     from loop.registry import CandidateRecord
-    from loop.state import CycleState
+    from loop.stages.progress import CycleState
 
     out = artifacts / "loop" / "cycle_1"
     gate = _json(out / "gate.json")
@@ -370,7 +370,7 @@ def test_a_kill_anywhere_in_the_log_stage_then_resume_writes_the_same_bytes(
     line (None: killed after its last write, before the stage was marked done)."""
     import loop.stages.decide as decide
     from loop.stages.inputs import load_loop_config
-    from loop.state import CycleState
+    from loop.stages.progress import CycleState
 
     monkeypatch.setattr(decide, "now_iso", lambda: "2026-11-30T12:00:00+00:00")  # the one clock read
     reference = _copy(one_cycle, tmp_path / "reference")

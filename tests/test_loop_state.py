@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from loop.config import LoopConfig, load_config
-from loop.state import STAGES, CycleState, RunLock
+from loop.stages.progress import STAGES, CycleState
+from loop.state import RunLock
 
 
 def test_config_layers_defaults_file_and_env(tmp_path):

@@ -16,9 +16,9 @@ from mcp import Client, StdioServerParameters
 from tracking_support import TRAIN_STEPS, LoggedRuns, log_runs, make_report, offline_tracking, tracking_env
 
 from loop.registry import metric_summary
+from loop.server.assemble import build_server
 from tools.core.contracts import ChampionRecord, CycleHistoryEntry
 from tools.core.schema import DIMS
-from tools.mcp.server import build_server
 from tools.mcp.weave_tools import DEFAULT_TRACES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -770,7 +770,7 @@ def test_the_snapshot_stage_reads_the_champions_runs_through_graphql(env, logged
     import shutil
 
     from agent.mcp_client import open_session
-    from loop.stages.snapshot import read_snapshot
+    from loop.driver.snapshot import read_snapshot
 
     artifacts = tmp_path / "artifacts"
     shutil.copytree(logged[0], artifacts)

@@ -208,7 +208,7 @@ def test_one_text_over_the_size_cap_is_refused_like_predict_tool_refuses_it(tmp_
 
 
 def call_predict_tool(arguments: dict[str, Any]) -> Any:
-    from tools.mcp.server import build_server
+    from loop.server.assemble import build_server
 
     async def go() -> Any:
         async with Client(build_server()) as client:

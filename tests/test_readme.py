@@ -34,15 +34,23 @@ def test_the_settings_table_lists_every_setting_with_its_default():
         assert shown == default, variable
 
 
-def test_the_layout_table_names_every_module_of_the_top_level_packages():
+def test_the_layout_table_has_a_row_for_every_package_and_names_every_module_of_agent_and_loop():
     root = Path(__file__).resolve().parent.parent
     layout = README[README.index("## Layout") :]
-    for package in ("agent", "loop"):
-        for module in sorted((root / package).glob("*.py")):
-            if module.name != "__init__.py":
-                assert f"`{module.name}`" in layout, (
-                    f"{package}/{module.name} is missing from README's layout"
-                )
+    rows = dict(re.findall(r"^\| `([a-z_/]+/)` \| (.*) \|$", layout, flags=re.MULTILINE))
+    packages = sorted(
+        init.parent.relative_to(root).as_posix() + "/"
+        for top in ("agent", "loop", "tools")
+        for init in (root / top).rglob("__init__.py")
+    )
+    assert set(packages) - {"tools/"} <= set(rows), set(packages) - set(rows)
+    for package in packages:
+        if package.startswith(("agent/", "loop/")):
+            for module in sorted((root / package).glob("*.py")):
+                if module.name != "__init__.py":
+                    assert f"`{module.name}`" in rows[package], (
+                        f"{package}{module.name} is missing from its row"
+                    )
 
 
 def test_every_tool_the_docs_name_is_a_tool_the_server_lists():
@@ -51,7 +59,7 @@ def test_every_tool_the_docs_name_is_a_tool_the_server_lists():
     from mcp import Client
 
     import loop.stages
-    from tools.mcp.server import build_server
+    from loop.server.assemble import build_server
 
     async def listed() -> set[str]:
         async with Client(build_server()) as client:
@@ -60,3 +68,19 @@ def test_every_tool_the_docs_name_is_a_tool_the_server_lists():
     tools = asyncio.run(listed())
     named = set(re.findall(r"`([a-z_]+_tool)`", README + (loop.stages.__doc__ or "")))
     assert named and named <= tools, named - tools
+
+
+def _stage_table() -> list[tuple[str, str, str]]:
+    """README's stage table: (stage, tool or '—', result model) per row, in order."""
+    table = README[README.index("| stage | MCP tool → result |") :].split("\n\n")[0]
+    return re.findall(r"^\| (\w+) \| (`\w+`|— \(read-only tools\)) → `(\w+)` \|", table, flags=re.MULTILINE)
+
+
+def test_the_stage_table_is_the_codes_stage_table_in_order():
+    from loop.stages.table import BOOTSTRAP, CYCLE_STAGES
+
+    expected = [
+        (s.name, f"`{s.tool}`" if s.tool else "— (read-only tools)", s.result.__name__) for s in CYCLE_STAGES
+    ]
+    assert _stage_table() == expected
+    assert f"cycle 0 is `{BOOTSTRAP.tool}` →\n`{BOOTSTRAP.result.__name__}`" in README

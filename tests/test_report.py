@@ -9,8 +9,9 @@ import pytest
 from loop.decision_log import CandidateRow, DecisionRecord, HParamChange, TableRow, write_decision
 from loop.gate import GateConfig, gate_candidates
 from loop.history import append_history
+from loop.plateau import PLATEAU_FILE
 from loop.registry import champion_report, current_champion, promote, register_candidate
-from loop.report import PLATEAU_FILE, build_page
+from loop.report import build_page
 from tools.core.atomic import atomic_write_json
 from tools.core.contracts import (
     CandidateOutcome,

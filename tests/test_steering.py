@@ -13,10 +13,10 @@ import pytest
 from mcp import Client
 
 from loop import steer
+from loop.server.assemble import build_server
 from loop.state import RunLock
 from loop.steering import hold_while_paused, stop_requested, wait_for_approval
 from tools.core import steering
-from tools.mcp.server import build_server
 
 
 @pytest.fixture

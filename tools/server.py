@@ -1,4 +1,5 @@
-"""`python -m tools.server`: the command's code lives in `tools.mcp.server`."""
+"""`python -m tools.server` (`kotone-serve`): the full server (`loop.server.assemble`) on the plumbing of
+`tools.mcp.server`. A command: it may import any package."""
 
 import sys
 
@@ -8,7 +9,13 @@ from tools.tracking.env import set_tracking_environment
 # reporting, for one, would otherwise reach out to its host when the server exits).
 set_tracking_environment()
 
-from tools.mcp.server import main  # noqa: E402
+from loop.server.assemble import build_server  # noqa: E402
+from tools.mcp.server import main as serve  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    serve(argv, build_server)
+
 
 if __name__ == "__main__":
     sys.exit(main())

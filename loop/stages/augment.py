@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from pydantic import RootModel
+
 from loop.config import LoopConfig
 from loop.decision_log import AugmentSummary
 from loop.registry import champion_oof, current_champion
@@ -24,6 +26,10 @@ SUMMARY_FILE = "augment.json"
 REPLAY_POOL_SHARE = 0.25
 COPIES_PER_SOURCE = 2
 MAX_TEACHER_PAIRS = 600
+
+
+class AugmentResults(RootModel[dict[str, AugmentSummary]]):
+    """The augment stage's reply: per candidate, what the teacher and replay delivered and what was kept."""
 
 
 class LeakedRowsError(RuntimeError):
@@ -115,7 +121,7 @@ def augment_candidate(
     return summary
 
 
-def augment(cycle: int, config: LoopConfig) -> dict[str, AugmentSummary]:
+def augment(cycle: int, config: LoopConfig) -> AugmentResults:
     """Every candidate's training set (a candidate already augmented before a kill is kept as it is)."""
     plan = read_plan(cycle)
     data = dataset(config)
@@ -129,4 +135,4 @@ def augment(cycle: int, config: LoopConfig) -> dict[str, AugmentSummary]:
         folder.mkdir(parents=True, exist_ok=True)
         seed = config.seed + 1000 * cycle + index
         summaries[spec.name] = augment_candidate(spec, folder, config, data, base_train, seed)
-    return summaries
+    return AugmentResults(summaries)

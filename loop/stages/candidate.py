@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 
 from loop.config import LoopConfig
 from loop.heartbeat import ProgressWriter, progress_line
@@ -67,6 +67,32 @@ class CandidateEvaluation(BaseModel):
     eval_run_id: str
     cv_run_id: str | None
     member_valid_mae: list[float]
+
+
+class TrainSummary(BaseModel):
+    """One candidate after the train stage: its status, its CV estimate (out-of-fold on train), why not."""
+
+    status: TrainingStatus
+    cv_mae: float | None
+    cv_mae_rounded: float | None
+    note: str
+
+
+class TrainResults(RootModel[dict[str, TrainSummary]]):
+    """The train stage's reply, per candidate of the plan."""
+
+
+class EvaluationSummary(BaseModel):
+    """One trained candidate on the frozen validation rows, and the spread of its seeds."""
+
+    vector_mae: float | None
+    vector_mae_rounded: float | None
+    p95_latency_ms: float
+    member_valid_mae: list[float]
+
+
+class EvaluationResults(RootModel[dict[str, EvaluationSummary]]):
+    """The evaluate stage's reply, per trained candidate."""
 
 
 def training_outcome(cycle: int, name: str, folder: str = "") -> TrainingOutcome | None:
@@ -274,18 +300,20 @@ def train_specs(
     return {s.name: outcomes[s.name] for s in specs}
 
 
-def train(cycle: int, config: LoopConfig) -> dict[str, dict]:
+def train(cycle: int, config: LoopConfig) -> TrainResults:
     """Every candidate of the plan (finished ones are not trained again)."""
     outcomes = train_specs(cycle, read_plan(cycle).candidates, config)
-    return {
-        name: {
-            "status": o.status,
-            "cv_mae": o.result.cv_mae if o.result else None,
-            "cv_mae_rounded": o.result.cv_mae_rounded if o.result else None,
-            "note": o.note,
+    return TrainResults(
+        {
+            name: TrainSummary(
+                status=o.status,
+                cv_mae=o.result.cv_mae if o.result else None,
+                cv_mae_rounded=o.result.cv_mae_rounded if o.result else None,
+                note=o.note,
+            )
+            for name, o in outcomes.items()
         }
-        for name, o in outcomes.items()
-    }
+    )
 
 
 def seed_members(student: Any) -> list[Any]:
@@ -364,7 +392,7 @@ def read_evaluation(cycle: int, name: str, folder: str = "") -> tuple[EvalReport
     )
 
 
-def evaluate_candidates(cycle: int, config: LoopConfig) -> dict[str, dict]:
+def evaluate_candidates(cycle: int, config: LoopConfig) -> EvaluationResults:
     """Every trained candidate on the frozen validation rows; registered in the registry."""
     data = dataset(config)
     summaries = {}
@@ -387,10 +415,10 @@ def evaluate_candidates(cycle: int, config: LoopConfig) -> dict[str, dict]:
             eval_run_id=evaluation.eval_run_id,
             cv=cv_report(student_dir, data.train, predictor=spec.name, dataset=data.name),
         )
-        summaries[spec.name] = {
-            "vector_mae": report.vector_mae,
-            "vector_mae_rounded": report.vector_mae_rounded,
-            "p95_latency_ms": report.p95_latency_ms,
-            "member_valid_mae": evaluation.member_valid_mae,
-        }
-    return summaries
+        summaries[spec.name] = EvaluationSummary(
+            vector_mae=report.vector_mae,
+            vector_mae_rounded=report.vector_mae_rounded,
+            p95_latency_ms=report.p95_latency_ms,
+            member_valid_mae=evaluation.member_valid_mae,
+        )
+    return EvaluationResults(summaries)

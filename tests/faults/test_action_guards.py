@@ -11,9 +11,10 @@ import pytest
 from mcp import Client
 
 from loop.config import LoopConfig
-from loop.state import CycleState, RunLock
+from loop.server.assemble import build_server
+from loop.stages.progress import CycleState
+from loop.state import RunLock
 from tools.core.atomic import atomic_write_json, atomic_write_text
-from tools.mcp.server import build_server
 
 ACTIONS = [
     "diagnose_failures_tool",

@@ -205,7 +205,7 @@ def test_a_package_only_the_tests_import_is_not_a_runtime_dependency():
 
 def test_every_kotone_variable_is_in_the_readme_and_in_the_run_help():
     from loop.config import config_env_names
-    from loop.run import settings_epilog
+    from loop.driver.cli import settings_epilog
     from tools.core.env_vars import PROCESS_ENV_VARS
 
     readme = (PROJECT_ROOT / "README.md").read_text()

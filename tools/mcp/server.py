@@ -1,25 +1,18 @@
-"""The kotone-loop MCP server: `python -m tools.server` (stdio) or `--http 127.0.0.1:PORT`.
+"""The MCP server's plumbing: the capability tools of `tools.mcp` (one module per capability, registered by
+`capability_server`), stdio or `--http 127.0.0.1:PORT`, and the command's arguments (`main`).
 
-Every tool is registered here, one module per capability; add a module to TOOL_MODULES to add tools.
+The full server adds the loop's stage and steering tools (`loop.server.assemble`); `python -m tools.server`
+hands its builder to `main`. Add a capability's module to `capability_server` to add its tools.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
-
-TOOL_MODULES = (
-    "tools.mcp.wandb_tools",
-    "tools.mcp.weave_tools",
-    "tools.mcp.loop_tools",
-    "tools.mcp.predict_tools",
-    "tools.mcp.actions",
-    "tools.mcp.steering_tools",
-)
 
 INSTRUCTIONS = (
     "Evidence about the kotone-loop student model: W&B runs (training history, eval summaries with "
@@ -29,16 +22,18 @@ INSTRUCTIONS = (
 )
 
 
-def build_server() -> MCPServer:
+def capability_server() -> MCPServer:
+    """A server with every capability tool of `tools.mcp` (no stage or steering tool)."""
     from mcp.server.mcpserver import MCPServer
 
     from tools.core.cli import project_version
+    from tools.mcp import loop_tools, predict_tools, wandb_tools, weave_tools
 
     server = MCPServer(
         "kotone-loop", version=project_version(), instructions=INSTRUCTIONS, log_level="WARNING"
     )
-    for module_name in TOOL_MODULES:
-        importlib.import_module(module_name).register(server)
+    for capability in (wandb_tools, weave_tools, loop_tools, predict_tools):
+        capability.register(server)
     return server
 
 
@@ -60,7 +55,7 @@ def _host_port(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, build_server: Callable[[], MCPServer] = capability_server) -> None:
     from tools.core.cli import command_parser
     from tools.core.env_vars import describe
 
@@ -104,7 +99,3 @@ def main(argv: list[str] | None = None) -> None:
     else:
         die_with_parent()
         server.run()
-
-
-if __name__ == "__main__":
-    main()

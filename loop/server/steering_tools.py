@@ -7,14 +7,14 @@ directly and needs none).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
-from pydantic import Field
+from pydantic import BaseModel, Field
 
+from loop.server.stage_tools import LockToken, _check_token
 from tools.core import steering
-from tools.mcp.actions import LockToken, _check_token
 from tools.mcp.safety import READ_ONLY, add_tools
 
 CHANGES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False)
@@ -39,14 +39,22 @@ def close_operator_note_tool(
     return steering.close_note(note_id, BY, reason)
 
 
-def list_operator_notes_tool() -> dict[str, Any]:
+class SteeringView(BaseModel):
+    """What a person has told the running loop, and what waits for a person."""
+
+    notes: list[steering.OperatorNote]
+    control: steering.RunControl
+    pending_approvals: list[steering.Approval]
+
+
+def list_operator_notes_tool() -> SteeringView:
     """Every operator note (open and closed), whether the run is paused or asked to stop, and the winners
     waiting for approval."""
-    return {
-        "notes": [note.model_dump() for note in steering.read_notes()],
-        "control": steering.read_control().model_dump(),
-        "pending_approvals": [a.model_dump() for a in steering.pending_approvals()],
-    }
+    return SteeringView(
+        notes=steering.read_notes(),
+        control=steering.read_control(),
+        pending_approvals=steering.pending_approvals(),
+    )
 
 
 def decide_winner_tool(

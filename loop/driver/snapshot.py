@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from loop.stages.calls import StageFailed, act
+from loop.driver.calls import StageFailed, act
 from tools.core.contracts import SnapshotReading
 
 SNAPSHOT_FILE = "snapshot.json"
