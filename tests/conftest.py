@@ -1,12 +1,62 @@
-"""Shared fixtures: a tiny random Llama with the real SmolLM2 tokenizer, built once per test session."""
+"""Shared fixtures: a tiny random Llama with the real SmolLM2 tokenizer, built once per test run; the order in
+which the test files start."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tools.student.base_model import build_tiny_model
+
+# The longest files first (slowest measured first), so the two workers of `make test` do not end on one of them
+# while the other idles; `--dist loadfile --no-loadscope-reorder` keeps this order.
+LONGEST_FIRST = (
+    "tests/test_loop_e2e.py",
+    "tests/test_steering_e2e.py",
+    "tests/test_parallel.py",
+    "tests/faults/test_offline_entry_points.py",
+    "tests/faults/test_secrets_and_tool_errors.py",
+    "tests/test_openai_llamacpp.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: position for position, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder built once per test run, by whichever worker asks first; the others wait for it, then share it.
+    Tests copy it before writing."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # one run's folder, all workers'
+    folder = root / name
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def one_cycle(tmp_path_factory: pytest.TempPathFactory, tiny_base_model: Path) -> Path:
+    """Cycle 0, then cycle 1 with one candidate (the default stack, LM included) on the end-to-end settings:
+    artifacts to copy, built once per test run for every end-to-end file."""
+    from loop_runs import loop_env, run_loop
+
+    def build(folder: Path) -> None:
+        result = run_loop(loop_env(folder / "artifacts", tiny_base_model), "--cycles", "1")
+        assert "cycle 0: champion is" in result.stdout and "cycle 1: PROMOTED" in result.stdout, result.stdout
+
+    return built_once(tmp_path_factory, "one_cycle", build) / "artifacts"
 
 
 @pytest.fixture(scope="session")
@@ -15,4 +65,7 @@ def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     The tokenizer comes from the cached bundled model; on a cold cache the first build converts the GGUF once.
     """
-    return build_tiny_model(tmp_path_factory.mktemp("tiny_base_model"))
+    return (
+        built_once(tmp_path_factory, "tiny_base_model", lambda folder: build_tiny_model(folder / "model"))
+        / "model"
+    )

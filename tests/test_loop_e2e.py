@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-from tools.core.paths import PROJECT_ROOT, cache_dir
+from loop_runs import copy_artifacts, history_lines, loop_env, read_json, run_loop, start_loop, undo_log_stage
 
 pytestmark = pytest.mark.slow
 
@@ -38,71 +35,13 @@ CYCLE_FILES = [
 ]
 
 
-def _env(artifacts: Path, tiny: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KOTONE_", "MISTRAL_", "RAY_"))}
-    env.update(
-        {
-            "KOTONE_ARTIFACTS": str(artifacts),
-            "KOTONE_CACHE": str(cache_dir()),
-            "KOTONE_BASE_MODEL": str(tiny),
-            "KOTONE_PLANNER": "offline",
-            "KOTONE_TEACHER": "offline",
-            "KOTONE_MAX_EVAL_ROWS": "32",
-            "KOTONE_STUDENT_OPTIONS": '{"layers_kept": 2, "lora_layers": 1}',
-            "KOTONE_BOOTSTRAP_DECODERS": '["skeleton"]',
-            "KOTONE_CV_FOLDS": "2",
-            "KOTONE_LATENCY_REQUESTS": "4",
-            "KOTONE_CANDIDATES": "1",
-            "KOTONE_CHECKPOINT_EVERY_STEPS": "2",
-        }
-        | extra
-    )
-    return env
-
-
-def _run(env: dict[str, str], *args: str, expect: int = 0) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "loop.run", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == expect, result.stdout + result.stderr
-    return result
-
-
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def _history(artifacts: Path) -> list[dict]:
-    return [json.loads(line) for line in (artifacts / "loop" / "history.jsonl").read_text().splitlines()]
-
-
 def _predictions(artifacts: Path, cycle: int, name: str) -> list:
-    report = _json(artifacts / "loop" / f"cycle_{cycle}" / "candidates" / name / "eval_valid.json")
+    report = read_json(artifacts / "loop" / f"cycle_{cycle}" / "candidates" / name / "eval_valid.json")
     return [row["prediction"] for row in report["rows"]]
 
 
-@pytest.fixture(scope="module")
-def one_cycle(tmp_path_factory: pytest.TempPathFactory, tiny_base_model: Path) -> Path:
-    """Cycle 0, then cycle 1 with one candidate (the default stack, LM included): artifacts to copy."""
-    artifacts = tmp_path_factory.mktemp("one_cycle") / "artifacts"
-    result = _run(_env(artifacts, tiny_base_model), "--cycles", "1")
-    assert "cycle 0: champion is" in result.stdout and "cycle 1: PROMOTED" in result.stdout, result.stdout
-    return artifacts
-
-
-def _copy(artifacts: Path, to: Path) -> Path:
-    """A copy of a run's artifacts (records hold paths relative to the artifacts root)."""
-    shutil.copytree(artifacts, to, symlinks=True)
-    return to
-
-
 def test_cycle_zero_picks_the_best_predictor_and_a_stacked_candidate_beats_it(one_cycle):
-    history = _history(one_cycle)
+    history = history_lines(one_cycle)
     assert [(h["cycle"], h["status"]) for h in history] == [(0, "baseline"), (1, "promoted")]
     cycle0 = {c["name"]: c for c in history[0]["candidates"]}
     assert set(cycle0) == {"train-median", "tfidf-ridge", "base-skeleton"}
@@ -112,7 +51,7 @@ def test_cycle_zero_picks_the_best_predictor_and_a_stacked_candidate_beats_it(on
     cycle1 = one_cycle / "loop" / "cycle_1"
     for name in CYCLE_FILES:
         assert (cycle1 / name).is_file(), name
-    plan = _json(cycle1 / "plan.json")
+    plan = read_json(cycle1 / "plan.json")
     assert [c["name"] for c in plan["candidates"]] == ["stack"]
     for name in CANDIDATE_FILES:
         assert (cycle1 / "candidates" / "stack" / name).is_file(), name
@@ -121,7 +60,7 @@ def test_cycle_zero_picks_the_best_predictor_and_a_stacked_candidate_beats_it(on
     )
     assert members == ["member_0", "member_1"]
 
-    decision = _json(cycle1 / "decision.json")
+    decision = read_json(cycle1 / "decision.json")
     assert decision["verdict"] == "promoted" and decision["winner"] == "stack"
     assert (
         decision["candidates"][0]["cv_mae"] is not None
@@ -131,7 +70,7 @@ def test_cycle_zero_picks_the_best_predictor_and_a_stacked_candidate_beats_it(on
     assert {"bootstrap", "beats_baselines", "latency"} <= checks
     assert decision["champion_before"]["candidate"] == winner0["name"]
     assert decision["gate"]["confirm"]["promoted"] is True  # the LM recipe was re-trained with other seeds
-    champion = _json(one_cycle / "registry" / "champion.json")
+    champion = read_json(one_cycle / "registry" / "champion.json")
     assert (champion["cycle"], champion["candidate"]) == (1, "stack")
     assert not Path(champion["student_path"]).is_absolute()
     assert (one_cycle / "registry" / "cycle_1" / "stack" / "eval_test_record.json").is_file()
@@ -146,24 +85,24 @@ def test_cycle_zero_picks_the_best_predictor_and_a_stacked_candidate_beats_it(on
 def test_the_next_cycle_tries_new_recipes_the_gate_rejects_and_rollback_restores(
     one_cycle, tmp_path, tiny_base_model
 ):
-    artifacts = _copy(one_cycle, tmp_path / "artifacts")
-    env = _env(artifacts, tiny_base_model, KOTONE_GATE__MIN_MAE_IMPROVEMENT="10", KOTONE_CANDIDATES="2")
-    second = _run(env)
+    artifacts = copy_artifacts(one_cycle, tmp_path / "artifacts")
+    env = loop_env(artifacts, tiny_base_model, KOTONE_GATE__MIN_MAE_IMPROVEMENT="10", KOTONE_CANDIDATES="2")
+    second = run_loop(env)
     assert "cycle 2: REJECTED" in second.stdout, second.stdout
-    plan1 = _json(artifacts / "loop" / "cycle_1" / "plan.json")
-    plan2 = _json(artifacts / "loop" / "cycle_2" / "plan.json")
+    plan1 = read_json(artifacts / "loop" / "cycle_1" / "plan.json")
+    plan2 = read_json(artifacts / "loop" / "cycle_2" / "plan.json")
     keys1 = {c["name"] for c in plan1["candidates"]}
     assert len(plan2["candidates"]) == 2 and not keys1 & {c["name"] for c in plan2["candidates"]}
-    history = _history(artifacts)
+    history = history_lines(artifacts)
     assert [(h["cycle"], h["status"]) for h in history] == [(0, "baseline"), (1, "promoted"), (2, "rejected")]
     assert all(c["status"] in ("rejected", "pruned") for c in history[2]["candidates"])
     assert "mae_margin" in history[2]["gate_failed_checks"]
     log2 = (artifacts / "loop" / "cycle_2" / "decision_log.md").read_text()
     assert "REJECTED" in log2 and "champion stays cycle 1" in log2
 
-    _run(env, "--rollback", "0")
-    assert _json(artifacts / "registry" / "champion.json")["cycle"] == 0
-    refused = _run(env, "--rollback", "2", expect=2)
+    run_loop(env, "--rollback", "0")
+    assert read_json(artifacts / "registry" / "champion.json")["cycle"] == 0
+    refused = run_loop(env, "--rollback", "2", expect=2)
     assert "never promoted" in refused.stderr
 
 
@@ -176,17 +115,6 @@ def _wait_for(path_glob: str, root: Path, process: subprocess.Popen, timeout_s: 
             pytest.fail(f"the run ended before {path_glob} appeared")
         time.sleep(0.05)
     pytest.fail(f"{path_glob} did not appear")
-
-
-def _start(env: dict[str, str], *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "loop.run", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_a_cycle_planned_by_the_mistral_backend_over_the_real_sdk_and_mcp(
@@ -223,9 +151,9 @@ def test_a_cycle_planned_by_the_mistral_backend_over_the_real_sdk_and_mcp(
         completion(tool_calls=[("get_eval_snapshot_tool", {}), ("get_augmentation_capacity_tool", {})]),
         completion(content=json.dumps(plan)),
     ]
-    artifacts = _copy(one_cycle, tmp_path / "artifacts")
+    artifacts = copy_artifacts(one_cycle, tmp_path / "artifacts")
     with FakeMistralServer(script) as server:
-        env = _env(
+        env = loop_env(
             artifacts,
             tiny_base_model,
             KOTONE_PLANNER="mistral",
@@ -233,11 +161,11 @@ def test_a_cycle_planned_by_the_mistral_backend_over_the_real_sdk_and_mcp(
             MISTRAL_API_KEY="test-dummy-key",
             KOTONE_TEACHER="offline",
         )
-        result = _run(env, "--cycles", "1")
+        result = run_loop(env, "--cycles", "1")
     assert "plan by mistral" in result.stdout, result.stdout
-    saved = _json(artifacts / "loop" / "cycle_2" / "plan.json")
+    saved = read_json(artifacts / "loop" / "cycle_2" / "plan.json")
     assert [c["name"] for c in saved["candidates"]] == ["cheap"] and saved["fallback_reason"] is None
-    record = _json(artifacts / "loop" / "cycle_2" / "candidates" / "cheap" / "training.json")
+    record = read_json(artifacts / "loop" / "cycle_2" / "candidates" / "cheap" / "training.json")
     assert record["result"]["recipe"]["components"] == ["train-median", "tfidf-ridge"]
     events = [
         json.loads(line)
@@ -263,7 +191,7 @@ def _wait_for_stage(artifacts: Path, stage: str, process: subprocess.Popen, time
 
 def _outcome(artifacts: Path) -> dict:
     """What a cycle decided, without its timings and run ids."""
-    decision = _json(artifacts / "loop" / "cycle_1" / "decision.json")
+    decision = read_json(artifacts / "loop" / "cycle_1" / "decision.json")
     return {
         "verdict": decision["verdict"],
         "winner": decision["winner"],
@@ -272,7 +200,9 @@ def _outcome(artifacts: Path) -> dict:
             (c["name"], c["status"], c["cv_mae"], c["valid"]["vector_mae"], c["failed_checks"])
             for c in decision["candidates"]
         ],
-        "history": [(h["cycle"], h["status"]) for h in _history(artifacts) if h["status"] != "interrupted"],
+        "history": [
+            (h["cycle"], h["status"]) for h in history_lines(artifacts) if h["status"] != "interrupted"
+        ],
     }
 
 
@@ -283,16 +213,16 @@ def test_kills_and_a_sigterm_anywhere_then_resume_decide_as_an_uninterrupted_run
     first finished), kill -9 after evaluate and after the gate. Each --resume runs only what had not finished
     and the cycle decides exactly as the uninterrupted one."""
     artifacts = tmp_path / "artifacts"
-    env = _env(artifacts, tiny_base_model)
+    env = loop_env(artifacts, tiny_base_model)
     cycle1 = artifacts / "loop" / "cycle_1"
     lm = cycle1 / "candidates" / "stack" / "student" / "components" / "lm"
 
-    process = _start(env, "--cycles", "1")
+    process = start_loop(env, "--cycles", "1")
     _wait_for_stage(artifacts, "plan", process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
 
-    process = _start(env, "--resume")  # the killed run's lock died with it
+    process = start_loop(env, "--resume")  # the killed run's lock died with it
     _wait_for("member_*/done.json", lm, process)  # the members train side by side: the first to finish
     (member_done, *_) = sorted(lm.glob("member_*/done.json"))
     earlier = [
@@ -309,48 +239,26 @@ def test_kills_and_a_sigterm_anywhere_then_resume_decide_as_an_uninterrupted_run
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and time.monotonic() - began < 30, stderr
     assert "INTERRUPTED" in stderr and "--resume" in stderr
-    assert _history(artifacts)[-1]["status"] == "interrupted"
+    assert history_lines(artifacts)[-1]["status"] == "interrupted"
     assert not list((artifacts / "loop").glob(".lock*"))
 
     for stage in ("evaluate", "gate"):
-        process = _start(env, "--resume")
+        process = start_loop(env, "--resume")
         _wait_for_stage(artifacts, stage, process)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
-    _run(env, "--resume")
+    run_loop(env, "--resume")
 
     # Resume ran only what had not finished: earlier outputs and the finished member were not rewritten.
     assert {path: path.stat().st_mtime_ns for path in earlier} == written
     assert member_done.read_text() == finished_member
     assert _outcome(artifacts) == _outcome(one_cycle)
     assert _predictions(artifacts, 1, "stack") == _predictions(one_cycle, 1, "stack")
-    assert [h["status"] for h in _history(artifacts)] == ["baseline", "interrupted", "promoted"]
+    assert [h["status"] for h in history_lines(artifacts)] == ["baseline", "interrupted", "promoted"]
 
 
 class Killed(Exception):
     """Stands for a kill -9 at that point of the log stage."""
-
-
-def _before_log(artifacts: Path) -> None:
-    """Undo cycle 1's log stage: the files as they are when the log stage starts."""
-    from loop.registry import CandidateRecord
-    from loop.stages.progress import CycleState
-
-    out = artifacts / "loop" / "cycle_1"
-    gate = _json(out / "gate.json")
-    for name in ("decision.json", "decision_log.md"):
-        (out / name).unlink()
-    registry = artifacts / "registry"
-    record_path = registry / "cycle_1" / gate["winner"] / "record.json"
-    record = CandidateRecord.model_validate_json(record_path.read_text())
-    record_path.write_text(record.model_copy(update={"promoted": False}).model_dump_json())
-    (registry / "cycle_1" / gate["winner"] / "eval_test_record.json").unlink()
-    (registry / "champion.json").write_text(json.dumps(gate["champion_before"]))
-    history = artifacts / "loop" / "history.jsonl"
-    kept = [line for line in history.read_text().splitlines() if json.loads(line)["cycle"] != 1]
-    history.write_text("".join(line + "\n" for line in kept))  # history.tsv is rewritten on the next append
-    state = CycleState.load_or_new(out, 1)
-    state.model_copy(update={"completed": state.completed[:-1], "finished_at": None}).save(out)
 
 
 LOG_STAGE_FILES = [
@@ -373,11 +281,11 @@ def test_a_kill_anywhere_in_the_log_stage_then_resume_writes_the_same_bytes(
     from loop.stages.progress import CycleState
 
     monkeypatch.setattr(decide, "now_iso", lambda: "2026-11-30T12:00:00+00:00")  # the one clock read
-    reference = _copy(one_cycle, tmp_path / "reference")
-    faulty = _copy(one_cycle, tmp_path / "faulty")
+    reference = copy_artifacts(one_cycle, tmp_path / "reference")
+    faulty = copy_artifacts(one_cycle, tmp_path / "faulty")
     for artifacts in (reference, faulty):
         monkeypatch.setenv("KOTONE_ARTIFACTS", str(artifacts))
-        _before_log(artifacts)
+        undo_log_stage(artifacts)
     started_at = CycleState.load_or_new(reference / "loop" / "cycle_1", 1).started_at
 
     monkeypatch.setenv("KOTONE_ARTIFACTS", str(reference))
@@ -395,4 +303,4 @@ def test_a_kill_anywhere_in_the_log_stage_then_resume_writes_the_same_bytes(
 
     for name in LOG_STAGE_FILES:
         assert (faulty / name).read_bytes() == (reference / name).read_bytes(), name
-    assert [h["status"] for h in _history(faulty)] == ["baseline", "promoted"]
+    assert [h["status"] for h in history_lines(faulty)] == ["baseline", "promoted"]

@@ -158,11 +158,13 @@ def test_a_worker_killed_mid_task_fails_that_task_only(cluster):
 def test_a_cycle_on_the_cluster_survives_a_killed_candidate_worker(cluster, tmp_path, tiny_base_model):
     """K=2 on the test's cluster: the LM candidate's worker is killed mid-training; it is recorded as crashed,
     the other candidate is trained, evaluated and gated, and the cycle completes."""
-    from test_loop_e2e import _env, _history, _json, _start
+    from loop_runs import history_lines, loop_env, read_json, start_loop
 
     artifacts = tmp_path / "artifacts"
-    env = _env(artifacts, tiny_base_model, KOTONE_CANDIDATES="2", RAY_ADDRESS=cluster.address, **CLUSTER_ENV)
-    process = _start(env, "--cycles", "1")
+    env = loop_env(
+        artifacts, tiny_base_model, KOTONE_CANDIDATES="2", RAY_ADDRESS=cluster.address, **CLUSTER_ENV
+    )
+    process = start_loop(env, "--cycles", "1")
     deadline = time.monotonic() + 600
     while not cluster.worker_pids("stack") and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.1)
@@ -176,10 +178,10 @@ def test_a_cycle_on_the_cluster_survives_a_killed_candidate_worker(cluster, tmp_
     stdout, stderr = process.communicate(timeout=900)
     assert process.returncode == 0, stdout + stderr
     cycle1 = artifacts / "loop" / "cycle_1" / "candidates"
-    assert _json(cycle1 / "stack" / "training.json")["status"] == "crashed"
-    assert _json(cycle1 / "stack-cheap" / "training.json")["status"] == "trained"
+    assert read_json(cycle1 / "stack" / "training.json")["status"] == "crashed"
+    assert read_json(cycle1 / "stack-cheap" / "training.json")["status"] == "trained"
     assert (cycle1 / "stack-cheap" / "eval_valid.json").is_file()
-    outcome = {c["name"]: c["status"] for c in _history(artifacts)[-1]["candidates"]}
+    outcome = {c["name"]: c["status"] for c in history_lines(artifacts)[-1]["candidates"]}
     assert outcome["stack"] == "crashed" and outcome["stack-cheap"] in ("promoted", "rejected")
     assert json.loads((artifacts / "loop" / "cycle_1" / "state.json").read_text())["finished_at"]
 

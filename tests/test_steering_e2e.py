@@ -15,29 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
-from test_loop_e2e import _before_log, _copy, _env, _history, _json, _start
+from loop_runs import copy_artifacts, history_lines, loop_env, read_json, start_loop, undo_log_stage
 
 from tools.core.paths import PROJECT_ROOT
 from tools.core.schema import DIMS
 
 pytestmark = pytest.mark.slow
 NO_PROMOTION = {"KOTONE_GATE__MIN_MAE_IMPROVEMENT": "10"}  # nothing passes: no second-seed training either
-# Smaller than test_loop_e2e's runs: the steering is under test here, not the training.
-SMALL = {"KOTONE_MAX_TRAIN_ROWS": "300", "KOTONE_GATE__CONFIRM": "false"}
-
-
-def env_for(artifacts: Path, tiny: Path, **extra: str) -> dict[str, str]:
-    return _env(artifacts, tiny, **{**SMALL, **extra})
-
-
-@pytest.fixture(scope="module")
-def cycle_one(tmp_path_factory: pytest.TempPathFactory, tiny_base_model: Path) -> Path:
-    """Cycle 0, then cycle 1 (the default stack, promoted): artifacts to copy."""
-    artifacts = tmp_path_factory.mktemp("steering") / "artifacts"
-    process = _start(env_for(artifacts, tiny_base_model), "--cycles", "1")
-    stdout, stderr = process.communicate(timeout=2400)
-    assert process.returncode == 0 and "cycle 1: PROMOTED" in stdout, stdout + stderr
-    return artifacts
 
 
 def steer(env: dict[str, str], *args: str) -> str:
@@ -68,17 +52,17 @@ def state(artifacts: Path, cycle: int) -> dict:
 
 
 def test_a_note_added_mid_run_is_answered_by_the_next_plan_and_a_pause_holds_the_boundary(
-    cycle_one, tmp_path, tiny_base_model
+    one_cycle, tmp_path, tiny_base_model
 ):
-    artifacts = _copy(cycle_one, tmp_path / "artifacts")
-    env = env_for(artifacts, tiny_base_model, **NO_PROMOTION)
-    process = _start(env, "--cycles", "2")
+    artifacts = copy_artifacts(one_cycle, tmp_path / "artifacts")
+    env = loop_env(artifacts, tiny_base_model, **NO_PROMOTION)
+    process = start_loop(env, "--cycles", "2")
     wait_until(lambda: "plan" in state(artifacts, 2).get("completed", []), process, "cycle 2's plan")
     # a focus cycle 2 did not have, so that stack-cheap on it is a recipe not judged yet
     dim = next(
         d
         for d in DIMS
-        if d not in _json(artifacts / "loop" / "cycle_2" / "plan.json")["candidates"][0]["focus_dims"]
+        if d not in read_json(artifacts / "loop" / "cycle_2" / "plan.json")["candidates"][0]["focus_dims"]
     )
     note = f"prefer stack-cheap on {dim}; leave the learning rate alone"
     steer(env, note)
@@ -92,9 +76,9 @@ def test_a_note_added_mid_run_is_answered_by_the_next_plan_and_a_pause_holds_the
     assert "paused before cycle 3" in stdout and "resumed by" in stdout and "cycle 3 starts" in stdout
 
     assert (
-        _json(artifacts / "loop" / "cycle_2" / "plan.json")["note_replies"] == []
+        read_json(artifacts / "loop" / "cycle_2" / "plan.json")["note_replies"] == []
     )  # planned before the note
-    plan = _json(artifacts / "loop" / "cycle_3" / "plan.json")
+    plan = read_json(artifacts / "loop" / "cycle_3" / "plan.json")
     (reply,) = plan["note_replies"]
     assert reply["note_id"] == 1 and reply["followed"] is True, reply
     assert plan["candidates"][0]["name"] == "stack-cheap" and plan["candidates"][0]["focus_dims"] == [
@@ -109,65 +93,65 @@ def test_a_note_added_mid_run_is_answered_by_the_next_plan_and_a_pause_holds_the
 
 
 def test_approve_mode_keeps_the_winner_pending_through_a_kill_until_a_person_approves(
-    cycle_one, tmp_path, tiny_base_model
+    one_cycle, tmp_path, tiny_base_model
 ):
-    artifacts = _copy(cycle_one, tmp_path / "artifacts")
-    env = env_for(artifacts, tiny_base_model)
-    os.environ["KOTONE_ARTIFACTS"] = str(artifacts)  # _before_log reads through the artifacts helpers
+    artifacts = copy_artifacts(one_cycle, tmp_path / "artifacts")
+    env = loop_env(artifacts, tiny_base_model)
+    os.environ["KOTONE_ARTIFACTS"] = str(artifacts)  # undo_log_stage reads through the artifacts helpers
     try:
-        _before_log(artifacts)
+        undo_log_stage(artifacts)
     finally:
         del os.environ["KOTONE_ARTIFACTS"]
     cycle1 = artifacts / "loop" / "cycle_1"
-    undone = _json(cycle1 / "state.json")
+    undone = read_json(cycle1 / "state.json")
     undone["completed"] = [s for s in undone["completed"] if s != "approve"]
     (cycle1 / "state.json").write_text(json.dumps(undone))
-    champion_before = _json(artifacts / "registry" / "champion.json")
+    champion_before = read_json(artifacts / "registry" / "champion.json")
     assert champion_before["cycle"] == 0
 
-    process = _start(env, "--resume", "--approve")
+    process = start_loop(env, "--resume", "--approve")
     wait_until(lambda: (cycle1 / "approval.json").is_file(), process, "the pending winner")
     time.sleep(1)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    pending = _json(cycle1 / "approval.json")
+    pending = read_json(cycle1 / "approval.json")
     assert pending["status"] == "pending" and pending["candidate"] == "stack"
-    assert _json(artifacts / "registry" / "champion.json") == champion_before  # nothing moved
+    assert read_json(artifacts / "registry" / "champion.json") == champion_before  # nothing moved
 
-    process = _start(env, "--resume")  # without --approve: the pending record still decides
+    process = start_loop(env, "--resume")  # without --approve: the pending record still decides
     seen = ""
     while "waits for approval: kotone-steer --approve 1" not in seen:  # the loop is holding the cycle
         line = process.stdout.readline()
         assert line, f"the run ended without waiting: {seen} {process.communicate()}"
         seen += line
-    assert process.poll() is None and _json(artifacts / "registry" / "champion.json") == champion_before
+    assert process.poll() is None and read_json(artifacts / "registry" / "champion.json") == champion_before
     assert "cycle 1: winner stack waits for approval since" in steer(env, "--list")
     steer(env, "--approve", "1", "looks right")
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr
     assert "APPROVED by" in stdout
 
-    champion = _json(artifacts / "registry" / "champion.json")
+    champion = read_json(artifacts / "registry" / "champion.json")
     assert (champion["cycle"], champion["candidate"]) == (1, "stack")
-    decision = _json(cycle1 / "decision.json")
+    decision = read_json(cycle1 / "decision.json")
     assert decision["verdict"] == "promoted" and decision["approval"]["status"] == "approved"
     assert decision["approval"]["pending_since"] == pending["pending_since"]  # the first wait's clock
     assert decision["approval"]["decided_by"].endswith("(kotone-steer)")
     log = (cycle1 / "decision_log.md").read_text()
     assert "Approved by " in log and ": looks right" in log
-    history = _history(artifacts)
+    history = history_lines(artifacts)
     (line,) = [h for h in history if h["cycle"] == 1]  # a kill -9 leaves no line; the decision one
     assert line["status"] == "promoted" and "(approved by" in line["description"]
 
 
 def test_a_cycle_planned_by_a_local_llm_server_runs_end_to_end_with_its_plan_checked(
-    cycle_one, tmp_path, tiny_base_model
+    one_cycle, tmp_path, tiny_base_model
 ):
     from llama_server import llama_server
 
-    artifacts = _copy(cycle_one, tmp_path / "artifacts")
+    artifacts = copy_artifacts(one_cycle, tmp_path / "artifacts")
     with llama_server() as base_url:
-        env = env_for(
+        env = loop_env(
             artifacts,
             tiny_base_model,
             KOTONE_PLANNER="openai",
@@ -179,11 +163,11 @@ def test_a_cycle_planned_by_a_local_llm_server_runs_end_to_end_with_its_plan_che
             KOTONE_PLANNER_MAX_TOTAL_S="900",
             **NO_PROMOTION,
         )
-        process = _start(env, "--cycles", "1")
+        process = start_loop(env, "--cycles", "1")
         stdout, stderr = process.communicate(timeout=2400)  # a 135M model on one thread: minutes
     assert process.returncode == 0 and "cycle 2: REJECTED" in stdout, stdout + stderr
     cycle2 = artifacts / "loop" / "cycle_2"
-    plan = _json(cycle2 / "plan.json")
+    plan = read_json(cycle2 / "plan.json")
     events = [json.loads(line) for line in (cycle2 / "agent_transcript.jsonl").read_text().splitlines()]
     assert any(e["kind"] == "model_message" and e["data"]["role"] == "assistant" for e in events)
     # The model's plan was checked against the evidence, every check recorded, before anything ran. What a
@@ -214,4 +198,4 @@ def test_a_cycle_planned_by_a_local_llm_server_runs_end_to_end_with_its_plan_che
         assert "rejected, the rule planner decided instead" in log and f"| {failed[0]} | **FAIL** |" in log
     else:
         assert plan["planner"] == "openai:smollm2-135m" and plan["fallback_reason"] is None
-    assert _history(artifacts)[-1]["status"] == "rejected"
+    assert history_lines(artifacts)[-1]["status"] == "rejected"
