@@ -39,7 +39,7 @@ from agent.planner import (
 )
 from agent.search import tried_recipes
 from agent.transcript import ToolCallRecord, Transcript
-from tools.core.contracts import CandidateSpec, ChampionRecord, CycleHistoryEntry, CyclePlan
+from tools.core.contracts import CandidateSpec, CycleHistoryEntry, CyclePlan, ModelRecord
 from tools.core.prompting import render
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def extract_json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def repeats_baseline_champion(spec: CandidateSpec, champion: ChampionRecord | None) -> bool:
+def repeats_baseline_champion(spec: CandidateSpec, champion: ModelRecord | None) -> bool:
     """A cycle-0 baseline champion again. A champion the loop trained is in the history with its exact
     recipe key (promoted), so the judged check refuses it; a move of its augmentation alone is a new recipe
     (the offline planner's `no-teacher` / `more-data` levers), not the champion's own."""

@@ -16,13 +16,13 @@ from pydantic import BaseModel, Field, TypeAdapter
 from agent.mcp_client import ToolSession
 from tools.core.contracts import (
     Capacity,
-    ChampionRecord,
     CycleHistoryEntry,
     CyclePlan,
     Diagnosis,
     EvalSnapshot,
     HParams,
     LearnabilitySlice,
+    ModelRecord,
     SnapshotReading,
 )
 from tools.core.steering import OperatorNote
@@ -96,7 +96,7 @@ class Evidence(BaseModel):
 
     snapshot: EvalSnapshot
     history: list[CycleHistoryEntry]
-    champion: ChampionRecord | None
+    champion: ModelRecord | None
     learnability: list[LearnabilitySlice]
     capacity: Capacity
 
@@ -133,7 +133,7 @@ async def read_evidence(session: ToolSession, context: PlanningContext) -> Evide
         snapshot = EvalSnapshot.model_validate(await _call_with_accepted(session, SNAPSHOT_TOOL, {}))
         history = await read_history(session, context)
         champion_raw = await _call_with_accepted(session, CHAMPION_TOOL, {})
-        champion = None if champion_raw is None else ChampionRecord.model_validate(champion_raw)
+        champion = None if champion_raw is None else ModelRecord.model_validate(champion_raw)
     learnability = snapshot.learnability
     if await session.has_tool(LEARNABILITY_TOOL):
         # Optional evidence: a failed call (e.g. no loop config yet) is in the transcript; plan without it.

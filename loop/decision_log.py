@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from loop.gate import CycleGate, GateResult
 from tools.core.atomic import atomic_write_json, atomic_write_text
-from tools.core.contracts import ChampionRecord, CyclePlan, HParams, LearnabilitySlice
+from tools.core.contracts import CyclePlan, HParams, LearnabilitySlice, ModelRecord
 from tools.core.prompting import render
 from tools.core.steering import Approval
 from tools.evaluation.metrics import EvalReport
@@ -119,8 +119,8 @@ class DecisionRecord(BaseModel):
     table: list[TableRow]
     gate: CycleGate
     winner_gate: GateResult | None
-    champion_before: ChampionRecord
-    champion_after: ChampionRecord
+    champion_before: ModelRecord
+    champion_after: ModelRecord
     approval: Approval | None = None
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from loop.gate_config import GateConfig
-from tools.core.contracts import ChampionRecord
+from tools.core.contracts import ModelRecord
 from tools.core.schema import SCALE_MAX, SCALE_MIN
 from tools.evaluation.metrics import EvalReport
 from tools.evaluation.stats import BootstrapResult, holm_thresholds, paired_bootstrap
@@ -65,7 +65,7 @@ class GateResult(BaseModel):
 class CycleGate(BaseModel):
     """The gate's whole decision for one cycle, fixed at gate time (the log stage only reads it)."""
 
-    champion_before: ChampionRecord
+    champion_before: ModelRecord
     candidates: dict[str, GateResult]
     p_values: dict[str, float]
     holm_thresholds: dict[str, float]
@@ -291,7 +291,7 @@ def run_gate(
 
 
 def gate_candidates(
-    champion_before: ChampionRecord,
+    champion_before: ModelRecord,
     champion: EvalReport,
     candidates: dict[str, EvalReport],
     focus_dims: dict[str, list[str]],

@@ -86,12 +86,12 @@ def _promotions() -> list[tuple[int, Path]]:
     A cycle promotes at most once and cycles run in order, so the order of promotion is the cycles' order
     (cycle 0's champion, history status `baseline`, first). A rollback writes no history line: only the
     champion pointer tells, so only the last one is seen (the alias ends where it must)."""
-    from tools.core.contracts import ChampionRecord
+    from tools.core.contracts import ModelRecord
 
     promoted: dict[int, Path] = {}
     for record_path in sorted(paths.registry_dir().glob("cycle_*/**/record.json")):
         data = json.loads(record_path.read_text(encoding="utf-8"))
-        record = ChampionRecord.model_validate(data["record"])
+        record = ModelRecord.model_validate(data["record"])
         if data.get("promoted") and record.student_dir() is not None:
             promoted.setdefault(record.cycle, record_path.parent)
     order = sorted(promoted)
@@ -102,12 +102,12 @@ def _promotions() -> list[tuple[int, Path]]:
 
 
 def _model_items() -> list[Item]:
-    from tools.core.contracts import ChampionRecord
+    from tools.core.contracts import ModelRecord
 
     moves = _promotions()
     items = []
     for step, (cycle, entry) in enumerate(moves):
-        record = ChampionRecord.model_validate(json.loads((entry / "record.json").read_text())["record"])
+        record = ModelRecord.model_validate(json.loads((entry / "record.json").read_text())["record"])
         rollback = cycle in [c for c, _ in moves[:step]]
         aliases = [CHAMPION_ALIAS] if rollback else [f"cycle-{cycle}", CHAMPION_ALIAS]
         why = "rollback: champion again" if rollback else "first champion" if step == 0 else "promoted"

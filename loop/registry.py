@@ -1,8 +1,8 @@
 """The champion registry under artifacts/registry/: every evaluated candidate, and which one is champion.
 
-registry/champion.json                    the current champion (ChampionRecord), replaced atomically
+registry/champion.json                    the current champion (ModelRecord), replaced atomically
 registry/cycle_N/NAME/student/            candidate NAME's student folder (stack, ensemble, baseline, ...)
-registry/cycle_N/NAME/record.json         its ChampionRecord-shaped record and whether it was ever promoted
+registry/cycle_N/NAME/record.json         its ModelRecord-shaped record and whether it was ever promoted
 registry/cycle_N/NAME/eval_valid.json     its full EvalReport on the frozen validation rows (the gate reads it)
 
 Cycle 0 registers the zero-shot base model (one entry per decoder) and the reference baselines; its best on
@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from tools.core.atomic import atomic_write_json
-from tools.core.contracts import ChampionRecord, HParams, MetricSummary, StudentRecipe
+from tools.core.contracts import HParams, MetricSummary, ModelRecord, StudentRecipe
 from tools.core.paths import artifacts_dir, registry_dir
 from tools.core.records import champion_path, read_champion
 from tools.evaluation.baselines import REFERENCE_BASELINES
@@ -30,7 +30,7 @@ EVAL_FILE = "eval_valid.json"
 
 
 class CandidateRecord(BaseModel):
-    record: ChampionRecord
+    record: ModelRecord
     promoted: bool
 
 
@@ -65,7 +65,7 @@ def register_candidate(
     eval_run_id: str | None,
     hparams: HParams | None = None,
     cv: EvalReport | None = None,
-) -> ChampionRecord:
+) -> ModelRecord:
     """Copy a candidate's student and eval report into the registry (idempotent on resume)."""
     entry = entry_dir(cycle, name)
     stored: Path | None = None
@@ -75,7 +75,7 @@ def register_candidate(
             shutil.rmtree(stored)
         shutil.copytree(student_dir, stored, ignore=shutil.ignore_patterns("checkpoint*"))
     atomic_write_json(entry / EVAL_FILE, report)
-    record = ChampionRecord(
+    record = ModelRecord(
         cycle=cycle,
         candidate=name,
         student_path=str(stored.relative_to(artifacts_dir())) if stored else None,
@@ -104,7 +104,7 @@ def registered_report(cycle: int, name: str) -> EvalReport:
     return EvalReport.model_validate_json((entry_dir(cycle, name) / EVAL_FILE).read_text())
 
 
-def current_champion() -> ChampionRecord | None:
+def current_champion() -> ModelRecord | None:
     return read_champion()
 
 
@@ -115,7 +115,7 @@ def champion_report() -> EvalReport:
     return registered_report(champion.cycle, champion.candidate)
 
 
-def champion_oof(champion: ChampionRecord | None = None) -> OutOfFold | None:
+def champion_oof(champion: ModelRecord | None = None) -> OutOfFold | None:
     """The champion's out-of-fold predictions on the training split (None for the untouched base model)."""
     champion = champion or current_champion()
     folder = champion.student_dir() if champion else None
@@ -133,7 +133,7 @@ def baseline_reports() -> dict[str, EvalReport]:
     }
 
 
-def promote(cycle: int, name: str) -> ChampionRecord:
+def promote(cycle: int, name: str) -> ModelRecord:
     """Make a registered candidate the champion (atomic pointer swap; repeating it changes nothing)."""
     candidate = registered(cycle, name)
     atomic_write_json(
@@ -155,6 +155,6 @@ def promoted_candidate(cycle: int) -> str:
     raise ValueError(f"cycle {cycle} was never promoted; only former champions can be restored")
 
 
-def rollback(cycle: int) -> ChampionRecord:
+def rollback(cycle: int) -> ModelRecord:
     """Restore the champion of an earlier cycle; only cycles that were once promoted qualify."""
     return promote(cycle, promoted_candidate(cycle))

@@ -43,10 +43,10 @@ def _pcts(values: list[float]) -> str:
 
 
 def bench_decode(rows_limit: int) -> list[str]:
-    from tools.student.generative import Student
+    from tools.student.generative import GenerativeStudent
 
     data, rows = _rows(rows_limit)
-    student = Student.load("bundled")
+    student = GenerativeStudent.load("bundled")
     lines = []
     for decoder, n in (("skeleton", rows_limit), ("skeleton_ev", rows_limit), ("free", min(5, rows_limit))):
         student.predict_one(rows[0].request_text, decoder=decoder)  # warm-up

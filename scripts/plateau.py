@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loop.gate import GateConfig, gate_candidates, run_gate  # noqa: E402
-from tools.core.contracts import ChampionRecord, HParams  # noqa: E402
+from tools.core.contracts import HParams, ModelRecord  # noqa: E402
 from tools.data.dataset import load_dataset  # noqa: E402
 from tools.evaluation.harness import evaluate, evaluate_baselines  # noqa: E402
 from tools.evaluation.metrics import EvalReport  # noqa: E402
@@ -70,10 +70,10 @@ def report_of(values: list[list[float]], name: str, data) -> EvalReport:
     )
 
 
-def champion_record(name: str, report: EvalReport) -> ChampionRecord:
+def champion_record(name: str, report: EvalReport) -> ModelRecord:
     from loop.registry import metric_summary
 
-    return ChampionRecord(
+    return ModelRecord(
         cycle=0,
         candidate=name,
         student_path=None,

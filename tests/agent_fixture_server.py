@@ -22,12 +22,12 @@ from tools.core.contracts import (
     CandidateOutcome,
     CandidateSpec,
     Capacity,
-    ChampionRecord,
     CycleHistoryEntry,
     EvalSnapshot,
     FailureCase,
     LearnabilitySlice,
     MetricSummary,
+    ModelRecord,
 )
 from tools.core.schema import DIMS
 
@@ -36,7 +36,7 @@ class Fixture(BaseModel):
     snapshot: EvalSnapshot
     capacity: Capacity = Capacity(teacher="offline", max_teacher_pairs=600, max_replay_rows=200)
     history: list[CycleHistoryEntry] = []
-    champion: ChampionRecord | None = None
+    champion: ModelRecord | None = None
     learnability: list[LearnabilitySlice] | None = None
     learnability_error: str | None = None
     run_histories: dict[str, list[dict[str, float]]] = {}
@@ -114,7 +114,7 @@ def build_server(fixture: Fixture) -> MCPServer:
         return fixture.capacity
 
     @server.tool()
-    def get_champion_tool() -> ChampionRecord | None:
+    def get_champion_tool() -> ModelRecord | None:
         """The current champion, or null before the first evaluation."""
         return fixture.champion
 

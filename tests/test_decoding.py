@@ -20,7 +20,7 @@ from tools.student.decoding import (
     prompt_ids,
     skeleton_distributions,
 )
-from tools.student.generative import Student
+from tools.student.generative import GenerativeStudent
 
 REQUESTS = [
     "A calm rainy evening piano piece for reading",
@@ -121,7 +121,7 @@ def test_unknown_decoder_is_refused(tiny) -> None:
 
 
 def test_student_wraps_the_base_model_and_serves_every_row_itself(tiny_base_model: Path) -> None:
-    student = Student.load(str(tiny_base_model))
+    student = GenerativeStudent.load(str(tiny_base_model))
     assert student.name == tiny_base_model.name
     predictions = student.predict_batch(REQUESTS[:2], "skeleton")
     assert [p.served_by for p in predictions] == ["model", "model"]
@@ -130,7 +130,7 @@ def test_student_wraps_the_base_model_and_serves_every_row_itself(tiny_base_mode
 
 def test_student_refuses_a_folder_that_is_not_an_adapter(tiny_base_model: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):
-        Student.load(str(tiny_base_model), adapter_dir=tmp_path)
+        GenerativeStudent.load(str(tiny_base_model), adapter_dir=tmp_path)
 
 
 def test_strict_parser_accepts_exactly_the_six_keys_with_surrounding_whitespace() -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from loop.gate import CycleGate, GateConfig, compare_rows, gate_candidates, run_gate
-from tools.core.contracts import ChampionRecord
+from tools.core.contracts import ModelRecord
 from tools.core.schema import ParamVector, Prediction, SourceType, TrainingRow
 from tools.evaluation.metrics import EvalReport, build_report, score_row
 
@@ -72,7 +72,7 @@ def wrong_on(rows: range) -> EvalReport:
     return exact([1.0 if i in rows else 0.0 for i in range(N_ROWS)])
 
 
-CHAMPION_RECORD = ChampionRecord.model_validate(
+CHAMPION_RECORD = ModelRecord.model_validate(
     {
         "cycle": 0,
         "candidate": "base-skeleton",

@@ -30,7 +30,7 @@ from agent.offline_planner import OfflinePlanner
 from agent.planner import PlanningContext
 from agent.transcript import SNAPSHOT_FILE, TRANSCRIPT_FILE, digest
 from tools.core.atomic import atomic_write_json
-from tools.core.contracts import CandidateSpec, ChampionRecord, EvalSnapshot, StudentRecipe
+from tools.core.contracts import CandidateSpec, EvalSnapshot, ModelRecord, StudentRecipe
 from tools.core.paths import PROJECT_ROOT
 from tools.core.schema import ParamVector, Prediction, TrainingRow
 from tools.evaluation.metrics import EvalReport, build_report, score_row
@@ -291,7 +291,7 @@ def test_the_real_server_over_stdio_serves_the_evidence_the_offline_planner_deci
     with offline_tracking(tmp_path):
         for name, report in (("tfidf-ridge", champion_cv), ("train-median", constant_cv)):
             log_cv(report, cycle=0, name=name, role="baseline", extra={"predictor": name})
-    champion = ChampionRecord(
+    champion = ModelRecord(
         cycle=0,
         candidate="tfidf-ridge",
         student_path="registry/cycle_0/tfidf-ridge/student",

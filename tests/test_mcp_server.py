@@ -17,7 +17,7 @@ from tracking_support import TRAIN_STEPS, LoggedRuns, log_runs, make_report, off
 
 from loop.registry import metric_summary
 from loop.server.assemble import build_server
-from tools.core.contracts import ChampionRecord, CycleHistoryEntry
+from tools.core.contracts import CycleHistoryEntry, ModelRecord
 from tools.core.schema import DIMS
 from tools.mcp.weave_tools import DEFAULT_TRACES
 
@@ -46,7 +46,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Log
     artifacts = tmp_path_factory.mktemp("artifacts")
     with offline_tracking(artifacts):
         runs = log_runs()
-    champion = ChampionRecord(
+    champion = ModelRecord(
         cycle=0,
         candidate="base-skeleton",
         decoder="skeleton",
@@ -218,7 +218,7 @@ def test_eval_snapshot_gives_champion_base_baselines_and_failures_with_trace_ids
         log_cv(make_report(30, seed=7, dataset="shipped"), cycle=1, name="stack-cheap", role="candidate")
     monkeypatch.setenv("KOTONE_ARTIFACTS", str(artifacts))
     champion_path = artifacts / "registry" / "champion.json"
-    champion = ChampionRecord.model_validate_json(champion_path.read_text())
+    champion = ModelRecord.model_validate_json(champion_path.read_text())
     champion_path.write_text(champion.model_copy(update={"cycle": 1, "candidate": "stack"}).model_dump_json())
 
     snapshot = ok("get_eval_snapshot_tool", {"top_k": 5})
@@ -265,7 +265,7 @@ def test_cycle_history_and_champion_come_back_as_contract_models(env):
     assert [e["status"] for e in entries] == ["baseline", "rejected"]
     assert entries[1]["candidate_mae"] == 0.91
     champion = ok("get_champion_tool", {})
-    assert ChampionRecord.model_validate(champion["result"]).eval_run_id == env.eval_run_id
+    assert ModelRecord.model_validate(champion["result"]).eval_run_id == env.eval_run_id
 
 
 def test_secrets_never_appear_in_results(env):
@@ -776,7 +776,7 @@ def test_the_snapshot_stage_reads_the_champions_runs_through_graphql(env, logged
     shutil.copytree(logged[0], artifacts)
     monkeypatch.setenv("KOTONE_ARTIFACTS", str(artifacts))
     champion_path = artifacts / "registry" / "champion.json"
-    champion = ChampionRecord.model_validate_json(champion_path.read_text())
+    champion = ModelRecord.model_validate_json(champion_path.read_text())
     champion_path.write_text(champion.model_copy(update={"cycle": 1}).model_dump_json())
 
     async def go() -> Any:

@@ -26,10 +26,10 @@ from tools.core.contracts import (
     AugmentationSpec,
     CandidateSpec,
     Capacity,
-    ChampionRecord,
     CyclePlan,
     EvalSnapshot,
     HParams,
+    ModelRecord,
     StudentRecipe,
 )
 
@@ -43,7 +43,7 @@ JUDGED = CandidateSpec(
     seed=10,
     reason="the default stack",
 )
-CHAMPION = ChampionRecord(
+CHAMPION = ModelRecord(
     cycle=0,
     candidate="tfidf-ridge",
     student_path="registry/cycle_0/tfidf-ridge/student",

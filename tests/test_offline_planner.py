@@ -20,7 +20,6 @@ from agent.search import DEFAULT_COMPONENTS
 from tools.core.contracts import (
     CandidateSpec,
     Capacity,
-    ChampionRecord,
     CycleHistoryEntry,
     CyclePlan,
     DiagnosedDim,
@@ -29,6 +28,7 @@ from tools.core.contracts import (
     FailureCase,
     HParams,
     LearnabilitySlice,
+    ModelRecord,
     SnapshotReading,
     StudentRecipe,
 )
@@ -71,8 +71,8 @@ def snapshot(
     )
 
 
-def baseline_champion(kind: str = "tfidf-ridge") -> ChampionRecord:
-    return ChampionRecord(
+def baseline_champion(kind: str = "tfidf-ridge") -> ModelRecord:
+    return ModelRecord(
         cycle=0,
         candidate=kind,
         student_path=f"registry/cycle_0/{kind}/student",
@@ -83,8 +83,8 @@ def baseline_champion(kind: str = "tfidf-ridge") -> ChampionRecord:
     )
 
 
-def trained_champion(cycle: int, spec: CandidateSpec) -> ChampionRecord:
-    return ChampionRecord(
+def trained_champion(cycle: int, spec: CandidateSpec) -> ModelRecord:
+    return ModelRecord(
         cycle=cycle,
         candidate=spec.name,
         student_path=f"registry/cycle_{cycle}/{spec.name}/student",
@@ -107,7 +107,7 @@ def judged(cycle: int, specs: list[CandidateSpec], status: str = "rejected", win
 
 def fixture(
     evidence: EvalSnapshot | None = None,
-    champion: ChampionRecord | None = None,
+    champion: ModelRecord | None = None,
     history: list[CycleHistoryEntry] = (),
     **extra: object,
 ) -> Fixture:

@@ -16,17 +16,17 @@ from agent.planner import PlanningContext
 from tools.core.contracts import (
     CandidateOutcome,
     Capacity,
-    ChampionRecord,
     CycleHistoryEntry,
     CyclePlan,
     EvalSnapshot,
+    ModelRecord,
     NoteReply,
     StudentRecipe,
 )
 from tools.core.steering import OperatorNote
 
 # The champion is the cycle-0 ridge; its CV error is worst on complexity, then nostalgia.
-CHAMPION = ChampionRecord(
+CHAMPION = ModelRecord(
     cycle=0,
     candidate="tfidf-ridge",
     student_path="registry/cycle_0/tfidf-ridge/student",

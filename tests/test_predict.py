@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 from mcp import Client
 
-from tools.core.contracts import ChampionRecord, MetricSummary
+from tools.core.contracts import MetricSummary, ModelRecord
 from tools.core.schema import DIMS, ParamVector, SourceType, TrainingRow
 from tools.data.dataset import row_to_record
 from tools.data.novelty import NOVELTY_DIR, NoveltyModel
@@ -50,7 +50,7 @@ def install_champion(artifacts: Path, *, novelty: bool = True) -> TextBaseline:
     model.save(artifacts / "registry" / "cycle_2" / "student")
     if novelty:
         novelty_model(TRAIN).save(artifacts / "registry" / "cycle_2" / "student" / NOVELTY_DIR)
-    champion = ChampionRecord(
+    champion = ModelRecord(
         cycle=2,
         candidate="cycle2-ridge",
         student_path="registry/cycle_2/student",

@@ -34,7 +34,7 @@ from loop.publish import (
     sync_command,
 )
 from loop.registry import CandidateRecord, metric_summary, promote
-from tools.core.contracts import ChampionRecord, CycleHistoryEntry
+from tools.core.contracts import CycleHistoryEntry, ModelRecord
 from tools.evaluation.baselines import TextBaseline
 from tools.tracking.call_filters import CallFilters
 from tools.tracking.env import TrackingSettings
@@ -45,11 +45,11 @@ TARGET = Target(entity="team", project="kotone-published")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def register(artifacts: Path, runs: LoggedRuns, cycle: int, report_rows: Any) -> ChampionRecord:
+def register(artifacts: Path, runs: LoggedRuns, cycle: int, report_rows: Any) -> ModelRecord:
     """A cycle's winner in the registry, promoted as the loop promotes (`loop.registry.promote`)."""
     entry = artifacts / "registry" / f"cycle_{cycle}" / "ridge"
     TextBaseline("train-median").fit(report_rows).save(entry / "student")
-    record = ChampionRecord(
+    record = ModelRecord(
         cycle=cycle,
         candidate="ridge",
         student_path=f"registry/cycle_{cycle}/ridge/student",
@@ -237,9 +237,7 @@ def test_publish_sends_models_runs_evaluations_and_traces(artifacts, night, tmp_
     assert len(set(digests[:3])) == 3 and digests[3] == digests[1], "the rollback re-points the alias"
     # W&B numbers versions by first upload of each content: v0 = cycle 0, v1 = cycle 1, v2 = cycle 2, and
     # the last `champion` alias lands on v1, the current champion.
-    assert (
-        ChampionRecord.model_validate_json((artifacts / "registry" / "champion.json").read_text()).cycle == 1
-    )
+    assert ModelRecord.model_validate_json((artifacts / "registry" / "champion.json").read_text()).cycle == 1
     assert linked == [
         ("team/kotone-published/kotone-student:champion", "wandb-registry-model/kotone-student")
     ]

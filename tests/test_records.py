@@ -7,7 +7,7 @@ import ast
 
 import pytest
 
-from tools.core.contracts import ChampionRecord, CycleHistoryEntry, MetricSummary
+from tools.core.contracts import CycleHistoryEntry, MetricSummary, ModelRecord
 from tools.core.paths import PROJECT_ROOT
 from tools.core.records import (
     CHAMPION_FILE,
@@ -31,7 +31,7 @@ METRICS = MetricSummary(
     per_dim_mae={},
     n_rows=10,
 )
-CHAMPION = ChampionRecord(
+CHAMPION = ModelRecord(
     cycle=1, candidate="stack", decoder="regression", student_path=None, base_model="tiny", metrics=METRICS
 )
 

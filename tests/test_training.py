@@ -13,7 +13,7 @@ from tools.core.contracts import HParams
 from tools.core.schema import ParamVector, SourceType, TrainingRow
 from tools.student.base_model import load_tokenizer
 from tools.student.decoding import SkeletonTokens
-from tools.student.generative import Student
+from tools.student.generative import GenerativeStudent
 from tools.student.generative_training import (
     RECORD_NAME,
     TrainConfig,
@@ -169,7 +169,7 @@ def test_upper_layers_only_gets_lora_and_the_student_serves_the_trained_adapter(
     train_lora(TrainConfig(**FAST, epochs=1.0, layers_to_transform=[1]), ROWS, str(tiny_base_model), out)
     keys = load_file(out / "adapter_model.safetensors").keys()
     assert keys and all(".layers.1." in k for k in keys)
-    student = Student.load(str(tiny_base_model), adapter_dir=out)
+    student = GenerativeStudent.load(str(tiny_base_model), adapter_dir=out)
     assert student.name == f"{tiny_base_model.name}+run"
     prediction = student.predict_one("rainy piano")
     assert prediction.json_valid and prediction.served_by == "model"

@@ -24,7 +24,7 @@ from loop.driver.snapshot import SNAPSHOT_FILE, read_snapshot
 from loop.stages.progress import CycleState
 from loop.stages.table import BOOTSTRAP, CYCLE_STAGES, ApprovalResult, Stage
 from tools.core.atomic import atomic_write_json
-from tools.core.contracts import ChampionRecord, CyclePlan, SnapshotReading
+from tools.core.contracts import CyclePlan, ModelRecord, SnapshotReading
 from tools.core.paths import cycle_dir
 
 log = logging.getLogger("kotone.loop")
@@ -37,11 +37,11 @@ async def call_stage(session: Any, stage: Stage, known: dict[str, Any]) -> BaseM
     return stage.result.model_validate(await act(session, stage.name, stage.tool, arguments))
 
 
-async def bootstrap(session: Any, token: str) -> ChampionRecord:
+async def bootstrap(session: Any, token: str) -> ModelRecord:
     say(BOOTSTRAP.announce(0) if BOOTSTRAP.announce else [])
     champion = await call_stage(session, BOOTSTRAP, {"lock_token": token})
     say(BOOTSTRAP.console(0, champion))
-    assert isinstance(champion, ChampionRecord)
+    assert isinstance(champion, ModelRecord)
     return champion
 
 

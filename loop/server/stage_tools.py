@@ -45,7 +45,7 @@ from loop.stages.table import (
     StageArguments,
 )
 from loop.state import RunLock
-from tools.core.contracts import Capacity, ChampionRecord, Diagnosis, LearnabilitySlice
+from tools.core.contracts import Capacity, Diagnosis, LearnabilitySlice, ModelRecord
 from tools.core.paths import cycle_dir, loop_dir
 from tools.core.records import champion_path
 from tools.mcp.safety import READ_ONLY, add_tools
@@ -83,7 +83,7 @@ def _run(tool: Callable[..., BaseModel], arguments: StageArguments) -> Any:
     return stage.run(arguments, _guard(arguments.lock_token, arguments.cycle))
 
 
-def bootstrap_champion_tool(lock_token: LockToken) -> ChampionRecord:
+def bootstrap_champion_tool(lock_token: LockToken) -> ModelRecord:
     """Cycle 0: score the zero-shot base model (each decoder) and the reference baselines on the validation
     split; the best becomes the first champion. Refused once there is a champion."""
     config = _guard(lock_token)

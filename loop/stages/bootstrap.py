@@ -19,7 +19,7 @@ from loop.registry import promote, register_candidate
 from loop.stages.inputs import dataset, valid_rows
 from loop.stages.scoring import cv_report, evaluate_student, log_cv, log_valid, single_request_latency
 from loop.state import now_iso
-from tools.core.contracts import CandidateOutcome, ChampionRecord, CycleHistoryEntry, StudentRecipe
+from tools.core.contracts import CandidateOutcome, CycleHistoryEntry, ModelRecord, StudentRecipe
 from tools.core.paths import cycle_dir
 from tools.evaluation.baselines import REFERENCE_BASELINES
 from tools.evaluation.metrics import EvalReport
@@ -30,7 +30,7 @@ from tools.student.recipes import train_recipe
 FIRST_LOOK_ROWS = 16
 
 
-def bootstrap_champion(config: LoopConfig) -> ChampionRecord:
+def bootstrap_champion(config: LoopConfig) -> ModelRecord:
     from tools.student.interface import load_student
 
     started = time.perf_counter()
@@ -38,7 +38,7 @@ def bootstrap_champion(config: LoopConfig) -> ChampionRecord:
     data = dataset(config)
     rows = valid_rows(config, data)
     out = cycle_dir(0) / "candidates"
-    entries: list[tuple[ChampionRecord, EvalReport]] = []
+    entries: list[tuple[ModelRecord, EvalReport]] = []
     for kind in REFERENCE_BASELINES:
         recipe = StudentRecipe(family="baseline", baseline=kind, folds=config.cv_folds)
         folder = out / kind / "student"

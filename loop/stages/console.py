@@ -7,7 +7,7 @@ from loop.gate import CycleGate
 from loop.stages.augment import AugmentResults
 from loop.stages.candidate import EvaluationResults, TrainResults
 from loop.stages.inputs import read_plan
-from tools.core.contracts import ChampionRecord, CyclePlan, Diagnosis
+from tools.core.contracts import CyclePlan, Diagnosis, ModelRecord
 from tools.core.redaction import redact_text
 
 
@@ -19,7 +19,7 @@ def bootstrap_announced(cycle: int) -> list[str]:
     return ["cycle 0: scoring the base model and the baselines on the validation split"]
 
 
-def bootstrap_lines(cycle: int, champion: ChampionRecord) -> list[str]:
+def bootstrap_lines(cycle: int, champion: ModelRecord) -> list[str]:
     metrics = champion.metrics
     return [
         f"cycle 0: champion is {champion.candidate} (valid MAE {metrics.vector_mae:.3f} / "

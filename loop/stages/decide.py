@@ -48,9 +48,9 @@ from tools.core.atomic import atomic_write_json
 from tools.core.contracts import (
     CandidateOutcome,
     CandidateSpec,
-    ChampionRecord,
     CycleHistoryEntry,
     HParams,
+    ModelRecord,
 )
 from tools.core.paths import cycle_dir
 from tools.core.steering import Approval, allows_promotion, read_approval
@@ -130,7 +130,7 @@ def confirm(cycle: int, config: LoopConfig) -> CycleGate:
 # --- log -----------------------------------------------------------------------------------------
 
 
-def _spec_hparams(champion: ChampionRecord, config: LoopConfig) -> HParams:
+def _spec_hparams(champion: ModelRecord, config: LoopConfig) -> HParams:
     """The hyperparameters the champion was trained with (the defaults for a cycle-0 champion)."""
     if champion.cycle == 0:
         return config.default_hparams()
@@ -240,7 +240,7 @@ def build_decision(cycle: int, config: LoopConfig, started_at: str) -> DecisionR
     )
 
 
-def promoted_record(cycle: int, result: CycleGate) -> ChampionRecord:
+def promoted_record(cycle: int, result: CycleGate) -> ModelRecord:
     from loop.registry import registered
 
     assert result.winner is not None

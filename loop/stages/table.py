@@ -24,7 +24,7 @@ from loop.stages.bootstrap import bootstrap_champion
 from loop.stages.candidate import EvaluationResults, TrainResults, evaluate_candidates, train
 from loop.stages.decide import confirm, gate, log_decision
 from loop.stages.diagnose import diagnose
-from tools.core.contracts import ChampionRecord, CyclePlan, Diagnosis, SnapshotReading
+from tools.core.contracts import CyclePlan, Diagnosis, ModelRecord, SnapshotReading
 from tools.core.steering import Approval
 
 Cycle = Annotated[int, Field(ge=1, description="cycle number (cycle 0 is made by bootstrap_champion_tool)")]
@@ -99,7 +99,7 @@ BOOTSTRAP = Stage(
     "bootstrap_champion_tool",
     bootstrap_champion,
     BootstrapArguments,
-    ChampionRecord,
+    ModelRecord,
     console.bootstrap_lines,
     announce=console.bootstrap_announced,
     effect="creates_champion",

@@ -252,8 +252,9 @@ class FailureCase(BaseModel):
     trace_id: str | None = None
 
 
-class ChampionRecord(BaseModel):
-    """The current champion: which cycle and candidate made it, where its student lives, its figures."""
+class ModelRecord(BaseModel):
+    """A model the loop registered: which cycle and candidate made it, where its student lives, its figures.
+    Every candidate gets one (`registry/cycle_N/NAME/record.json`); the champion pointer holds the champion's."""
 
     cycle: int
     candidate: str = Field(
@@ -363,7 +364,7 @@ class EvalSnapshot(BaseModel):
     split (`champion_cv`, `baselines_cv`, `top_failures`: the champion's worst out-of-fold TRAIN rows);
     the validation figures are the gate's and are shown for the record."""
 
-    champion: ChampionRecord | None
+    champion: ModelRecord | None
     base_metrics: MetricSummary | None
     champion_metrics: MetricSummary | None
     top_failures: list[FailureCase]
@@ -378,4 +379,4 @@ class SnapshotReading(BaseModel):
 
     snapshot: EvalSnapshot
     history: list[CycleHistoryEntry]
-    champion: ChampionRecord | None
+    champion: ModelRecord | None

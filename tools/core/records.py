@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from tools.core.contracts import ChampionRecord, CycleHistoryEntry
+from tools.core.contracts import CycleHistoryEntry, ModelRecord
 from tools.core.paths import loop_dir, registry_dir
 
 CHAMPION_FILE = "champion.json"
@@ -36,13 +36,13 @@ def _why(exc: ValidationError) -> str:
     return f"{exc.error_count()} error(s); first: {where + ': ' if where else ''}{first['msg']}"
 
 
-def read_champion() -> ChampionRecord | None:
+def read_champion() -> ModelRecord | None:
     """The current champion, None before cycle 0 made one; `RecordError` when the pointer does not read."""
     path = champion_path()
     if not path.is_file():
         return None
     try:
-        return ChampionRecord.model_validate_json(path.read_bytes())
+        return ModelRecord.model_validate_json(path.read_bytes())
     except ValidationError as exc:
         raise RecordError(f"{path}: not a valid champion record ({_why(exc)})") from None
 

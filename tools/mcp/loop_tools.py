@@ -10,7 +10,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from tools.core import paths, records
-from tools.core.contracts import ChampionRecord, CycleHistoryEntry, EvalSnapshot, FailureCase, MetricSummary
+from tools.core.contracts import CycleHistoryEntry, EvalSnapshot, FailureCase, MetricSummary, ModelRecord
 from tools.core.schema import DIMS
 from tools.mcp.pathguard import confine
 from tools.mcp.safety import add_tools
@@ -43,7 +43,7 @@ def metric_summary(summary: dict[str, Any]) -> MetricSummary:
     )
 
 
-def load_champion() -> ChampionRecord | None:
+def load_champion() -> ModelRecord | None:
     try:
         return records.read_champion()
     except records.RecordError as exc:
@@ -118,7 +118,7 @@ def get_eval_snapshot_tool(top_k: Annotated[int, Field(ge=1, le=50)] = 10) -> Ev
     )
 
 
-def get_champion_tool() -> ChampionRecord | None:
+def get_champion_tool() -> ModelRecord | None:
     """The current champion (cycle, adapter path, base model, eval run id, validation metrics); null if none."""
     return load_champion()
 

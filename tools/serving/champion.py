@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tools.core import records
-from tools.core.contracts import ChampionRecord
+from tools.core.contracts import ModelRecord
 from tools.core.schema import DIMS, Prediction, round_scores
 from tools.data.novelty import NoveltyModel, NoveltyProfile, novelty_profile
 
@@ -45,7 +45,7 @@ def batch_novelty(lines: Sequence[PredictionLine]) -> NoveltyProfile | None:
     return novelty_profile(scores) if scores else None
 
 
-def read_champion() -> ChampionRecord:
+def read_champion() -> ModelRecord:
     """The current champion record, or `ChampionUnavailable` with a one-line reason."""
     try:
         champion = records.read_champion()
@@ -77,7 +77,7 @@ def to_line(text: str, prediction: Prediction, novelty: float | None = None) -> 
 class ChampionPredictor:
     """The champion's student, loaded once; `predict(texts)` answers in batches."""
 
-    def __init__(self, champion: ChampionRecord) -> None:
+    def __init__(self, champion: ModelRecord) -> None:
         from tools.student.interface import load_student
 
         self.champion = champion

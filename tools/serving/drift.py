@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from tools.core.contracts import ChampionRecord
+from tools.core.contracts import ModelRecord
 from tools.data.novelty import NoveltyModel, NoveltyProfile, novelty_profile
 from tools.serving.champion import read_champion
 
@@ -29,7 +29,7 @@ class DriftReport(BaseModel):
     note: str = ""
 
 
-def validation_texts(champion: ChampionRecord) -> list[str]:
+def validation_texts(champion: ModelRecord) -> list[str]:
     """The request texts of the champion's validation report, or [] when it has none."""
     student_dir = champion.student_dir()
     path = student_dir.parent / EVAL_FILE if student_dir is not None else None
@@ -38,9 +38,7 @@ def validation_texts(champion: ChampionRecord) -> list[str]:
     return [row["request_text"] for row in json.loads(path.read_text(encoding="utf-8"))["rows"]]
 
 
-def drift_report(
-    requests: Sequence[str] | None = None, champion: ChampionRecord | None = None
-) -> DriftReport:
+def drift_report(requests: Sequence[str] | None = None, champion: ModelRecord | None = None) -> DriftReport:
     """The champion's novelty profile of its validation split and, when given, of `requests`."""
     champion = champion or read_champion()
     model = NoveltyModel.beside(champion.student_dir())

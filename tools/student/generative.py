@@ -16,14 +16,16 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Student:
+class GenerativeStudent:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     base_spec: str
     adapter_dir: Path | None = None
 
     @classmethod
-    def load(cls, base_spec: str | Path = BUNDLED, adapter_dir: str | Path | None = None) -> Student:
+    def load(
+        cls, base_spec: str | Path = BUNDLED, adapter_dir: str | Path | None = None
+    ) -> GenerativeStudent:
         """Load the base model; with `adapter_dir`, load that peft adapter and merge it (faster inference)."""
         model, tokenizer = load_base(base_spec)
         adapter = Path(adapter_dir) if adapter_dir is not None else None

@@ -68,9 +68,9 @@ def student_kind(student_dir: Path) -> FolderKind:
 
 class _Generative:
     def __init__(self, base_model: str, adapter_dir: Path | None) -> None:
-        from tools.student.generative import Student
+        from tools.student.generative import GenerativeStudent
 
-        self._student = Student.load(base_model, adapter_dir)
+        self._student = GenerativeStudent.load(base_model, adapter_dir)
         self.name = self._student.name
 
     def default_decoder(self, requested: str) -> str:
