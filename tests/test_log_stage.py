@@ -12,8 +12,15 @@ from test_gate import ROWS, uniform
 
 from loop.config import LoopConfig
 from loop.gate import GateConfig, gate_candidates, run_gate
-from loop.history import read_history
-from loop.registry import champion_report, current_champion, promote, register_candidate, registry_dir
+from loop.history import append_history, read_history
+from loop.registry import (
+    champion_report,
+    current_champion,
+    entry_dir,
+    promote,
+    register_candidate,
+    registry_dir,
+)
 from loop.stages.candidate import (
     CONFIRM_DIR,
     CONFIRM_SEED_OFFSET,
@@ -21,15 +28,25 @@ from loop.stages.candidate import (
     TRAINING_FILE,
     CandidateEvaluation,
     TrainingOutcome,
+    read_evaluation,
 )
-from loop.stages.decide import GATE_FILE, confirm, gate, history_entry, log_decision, read_gate
+from loop.stages.decide import (
+    GATE_FILE,
+    _spec_hparams,
+    confirm,
+    gate,
+    history_entry,
+    log_decision,
+    read_gate,
+)
 from loop.stages.diagnose import DIAGNOSIS_FILE
 from loop.stages.inputs import candidate_dir, read_plan
 from tools.core.atomic import atomic_write_json
-from tools.core.contracts import AugmentationSpec, CandidateSpec, CyclePlan, Diagnosis, StudentRecipe
-from tools.core.paths import cycle_dir
+from tools.core.contracts import AugmentationSpec, CandidateSpec, CyclePlan, Diagnosis, HParams, StudentRecipe
+from tools.core.paths import cycle_dir, loop_dir
 from tools.core.steering import Approval, approval_path
 from tools.data.dataset import write_jsonl
+from tools.evaluation.metrics import EvalReport
 
 COMMON = {"base_model": "bundled", "decoder": "regression", "recipe": None, "eval_run_id": None}
 CHAMPION = uniform(1.0)
@@ -104,6 +121,7 @@ def test_a_confirmed_winner_becomes_champion_and_its_cycle_is_logged_promoted(co
 def test_a_winner_that_failed_its_confirmation_stays_out_and_the_champion_is_unchanged(config):
     _confirmed(by=1.0)
     record = log_decision(1, config, "2026-12-07T00:00:00+00:00", None)
+    assert log_decision(1, config, "2026-12-07T00:00:00+00:00", None) == record  # a repeat adds no line
     assert (current_champion().cycle, current_champion().candidate) == (0, "train-median")
     assert record.verdict == "rejected" and record.champion_after == record.champion_before
     assert {c.name: c.status for c in record.candidates} == {"a": "winner", "b": "rejected"}
@@ -168,7 +186,7 @@ def test_the_gate_stage_gates_every_evaluated_candidate_of_the_plan_against_the_
 
 def test_the_gate_stage_needs_a_champion(config):
     (registry_dir() / "champion.json").unlink()
-    with pytest.raises(FileNotFoundError, match="no champion: run cycle 0 first"):
+    with pytest.raises(FileNotFoundError, match=r"^no champion: run cycle 0 first$"):
         gate(1, config)
 
 
@@ -224,3 +242,58 @@ def test_a_confirmation_already_decided_or_without_a_winner_is_not_run_again(con
     decided.confirm_note, decided.winner = "", None
     atomic_write_json(cycle_dir(1) / GATE_FILE, decided)
     assert confirm(1, config) == decided
+
+
+def test_a_cycles_history_line_is_written_whatever_earlier_cycles_decided(config):
+    log_decision(1, config, "2026-12-07T00:00:00+00:00", None)
+    (entry,) = read_history()
+    (loop_dir() / "history.jsonl").unlink()
+    append_history(entry.model_copy(update={"cycle": 0, "status": "rejected"}))
+    log_decision(1, config, "2026-12-07T00:00:00+00:00", None)  # the log stage resumed after the pointer swap
+    assert [(e.cycle, e.status) for e in read_history()] == [(0, "rejected"), (1, "promoted")]
+
+
+def test_a_candidates_hparam_patch_is_against_what_the_champion_was_trained_with(config):
+    """The cycle-0 champion: the defaults. A later champion: its own plan's hparams."""
+    tuned = HParams(learning_rate=1e-3, lora_r=16)
+    plan = read_plan(1)
+    plan.candidates[0] = plan.candidates[0].model_copy(update={"hparams": tuned})
+    atomic_write_json(cycle_dir(1) / "plan.json", plan)
+    assert _spec_hparams(current_champion(), config) == config.default_hparams()
+    assert _spec_hparams(promote(1, "a"), config) == tuned
+
+
+def _baseline_student(folder, kind: str = "train-median"):
+    from tools.evaluation.baselines import TextBaseline
+
+    TextBaseline(kind).fit(ROWS[:30]).save(folder)
+    return folder
+
+
+def test_a_second_draw_not_yet_evaluated_is_scored_on_valid_in_the_confirmation_folder(config):
+    """A resumed confirm stage whose second draw trained but was never scored: it is scored now, where
+    its first draw's evaluation is never overwritten."""
+    _second_draw("trained")
+    _baseline_student(candidate_dir(1, "a") / CONFIRM_DIR / "student")
+    result = confirm(1, config.model_copy(update={"max_eval_rows": 4, "latency_requests": 2}))
+    scored, _ = read_evaluation(1, "a", CONFIRM_DIR)
+    assert scored.predictor == "cycle1-a-confirm" and scored.n_rows == 4
+    assert result.confirm == run_gate(CHAMPION, scored, ["energy"], config.gate, {"train-median": CHAMPION})
+    assert read_evaluation(1, "a")[0] == REPORTS["a"]
+
+
+def test_the_promoted_winner_and_the_tfidf_ridge_are_scored_on_test_for_the_record_once(config, tmp_path):
+    data = tmp_path / "data"
+    write_jsonl(
+        data / "test.jsonl",
+        [r.model_copy(update={"request_text": f"held out {i}"}) for i, r in enumerate(ROWS[:3])],
+    )
+    students = tmp_path / "students"
+    register_candidate(1, "a", _baseline_student(students / "a"), REPORTS["a"], **COMMON)
+    register_candidate(0, "tfidf-ridge", _baseline_student(students / "t", "tfidf-ridge"), CHAMPION, **COMMON)
+    log_decision(1, config, "2026-12-07T00:00:00+00:00", None)
+    record = EvalReport.model_validate_json((entry_dir(1, "a") / "eval_test_record.json").read_text())
+    assert record.dataset == "data/test" and record.n_rows == 3 and record.predictor == "cycle1-a"
+    ridge = entry_dir(0, "tfidf-ridge") / "eval_test_record.json"
+    assert EvalReport.model_validate_json(ridge.read_text()).predictor == "cycle0-tfidf-ridge"
+    assert not (entry_dir(1, "b") / "eval_test_record.json").exists()
