@@ -44,7 +44,11 @@ TARGETS: dict[str, list[str]] = {
     "loop/stages/candidate.py": ["tests/test_decide_rules.py", "tests/test_candidate_rules.py"],
     "loop/stages/diagnose.py": ["tests/test_diagnose_stage.py", "tests/test_diagnose_rules.py"],
     "loop/stages/augment.py": ["tests/test_augment_stage.py", "tests/test_augment_rules.py"],
-    "tools/student/recipes.py": ["tests/test_recipes.py", "tests/test_stack.py"],
+    "tools/student/recipes.py": [
+        "tests/test_recipes.py",
+        "tests/test_stack.py",
+        "tests/test_recipe_rules.py",
+    ],
 }
 # Timing tests fail on a loaded machine whatever the mutant: they would count as kills.
 DESELECTED = [
