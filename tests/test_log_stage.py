@@ -297,3 +297,23 @@ def test_the_promoted_winner_and_the_tfidf_ridge_are_scored_on_test_for_the_reco
     ridge = entry_dir(0, "tfidf-ridge") / "eval_test_record.json"
     assert EvalReport.model_validate_json(ridge.read_text()).predictor == "cycle0-tfidf-ridge"
     assert not (entry_dir(1, "b") / "eval_test_record.json").exists()
+
+
+def test_a_candidate_that_did_not_train_is_logged_with_what_became_of_it(config):
+    atomic_write_json(candidate_dir(1, "b") / TRAINING_FILE, TrainingOutcome(status="pruned"))
+    record = log_decision(1, config, "2026-12-07T00:00:00+00:00", None)
+    assert {c.name: c.status for c in record.candidates} == {"a": "promoted", "b": "pruned"}
+    assert {o.name: o.status for o in read_history()[0].candidates} == {"a": "promoted", "b": "pruned"}
+
+
+def test_the_ridge_already_scored_on_test_is_not_scored_again(config, tmp_path):
+    data = tmp_path / "data"
+    write_jsonl(data / "test.jsonl", [ROWS[0].model_copy(update={"request_text": "held out"})])
+    students = tmp_path / "students"
+    register_candidate(1, "a", _baseline_student(students / "a"), REPORTS["a"], **COMMON)
+    register_candidate(0, "tfidf-ridge", _baseline_student(students / "t", "tfidf-ridge"), CHAMPION, **COMMON)
+    earlier = entry_dir(0, "tfidf-ridge") / "eval_test_record.json"
+    atomic_write_json(earlier, CHAMPION)  # scored when an earlier cycle was promoted
+    log_decision(1, config, "2026-12-07T00:00:00+00:00", None)
+    assert EvalReport.model_validate_json(earlier.read_text()) == CHAMPION
+    assert (entry_dir(1, "a") / "eval_test_record.json").is_file()
