@@ -3,6 +3,8 @@
     .venv/bin/pip install -e '.[mutation]'
     .venv/bin/python scripts/mutation.py                       # every module (about 10 minutes on 2 cores)
     .venv/bin/python scripts/mutation.py loop/gate.py          # one module
+    .venv/bin/python scripts/mutation.py loop/stages/decide.py --only 'x_confirm*' 'x_log_decision*'
+                                                               # only the mutants of those functions
 
 Each module runs in its own copy of the project under artifacts/mutation/<module>/ (mutmut writes its mutants
 next to the sources it copies; the working tree is never touched), with only that module mutated and only
@@ -14,6 +16,7 @@ A benchmark, run by hand: not part of CI.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import shutil
 import subprocess
@@ -28,7 +31,7 @@ COPIED = ("agent", "loop", "tools", "tests", "data", "prompts", "pyproject.toml"
 
 # module -> the fast test files that specify it
 TARGETS: dict[str, list[str]] = {
-    "loop/gate.py": ["tests/test_gate.py"],
+    "loop/gate.py": ["tests/test_gate.py", "tests/test_gate_rules.py"],
     "tools/evaluation/stats.py": ["tests/test_stats.py", "tests/test_gate.py"],
     "tools/evaluation/metrics.py": ["tests/test_metrics.py", "tests/test_gate.py"],
     "tools/data/filters.py": ["tests/test_filters.py"],
@@ -37,11 +40,15 @@ TARGETS: dict[str, list[str]] = {
     "agent/guardrails.py": ["tests/test_guardrails.py"],
     "loop/registry.py": ["tests/test_registry.py"],
     "loop/state.py": ["tests/test_cycle_state.py", "tests/faults/test_lock_race.py"],
-    "loop/stages/decide.py": ["tests/test_decide_rules.py"],
-    "loop/stages/candidate.py": ["tests/test_decide_rules.py"],
-    "loop/stages/diagnose.py": ["tests/test_diagnose_stage.py"],
-    "loop/stages/augment.py": ["tests/test_augment_stage.py"],
-    "tools/student/recipes.py": ["tests/test_recipes.py", "tests/test_stack.py"],
+    "loop/stages/decide.py": ["tests/test_decide_rules.py", "tests/test_log_stage.py"],
+    "loop/stages/candidate.py": ["tests/test_decide_rules.py", "tests/test_candidate_rules.py"],
+    "loop/stages/diagnose.py": ["tests/test_diagnose_stage.py", "tests/test_diagnose_rules.py"],
+    "loop/stages/augment.py": ["tests/test_augment_stage.py", "tests/test_augment_rules.py"],
+    "tools/student/recipes.py": [
+        "tests/test_recipes.py",
+        "tests/test_stack.py",
+        "tests/test_recipe_rules.py",
+    ],
 }
 # Timing tests fail on a loaded machine whatever the mutant: they would count as kills.
 DESELECTED = [
@@ -82,11 +89,22 @@ def prepare(module: str, folder: Path) -> None:
     pyproject.write_text(pyproject.read_text() + mutmut_config(module, TARGETS[module]))
 
 
-def statuses(module: str, folder: Path) -> dict[str, str]:
+def statuses(module: str, folder: Path, only: list[str]) -> dict[str, str]:
+    """Each mutant's status; with `only`, just the mutants those patterns selected (the others never ran)."""
     from mutmut.stats import status_by_exit_code
 
     meta = json.loads((folder / "mutants" / f"{module}.meta").read_text())
-    return {name: status_by_exit_code[code] for name, code in meta["exit_code_by_key"].items()}
+    return {
+        name: status_by_exit_code[code]
+        for name, code in meta["exit_code_by_key"].items()
+        if not only or _selected(name, module, only)
+    }
+
+
+def _selected(name: str, module: str, only: list[str]) -> bool:
+    """`only` names functions by mutmut's mangled name (`x_gate*`, `x__row_errors*`) within the module."""
+    prefix = module.removesuffix(".py").replace("/", ".") + "."
+    return any(fnmatch.fnmatch(name, prefix + pattern) for pattern in only)
 
 
 def show(name: str, folder: Path) -> str:
@@ -94,20 +112,21 @@ def show(name: str, folder: Path) -> str:
     return shown.stdout.strip() or shown.stderr.strip()
 
 
-def run_module(module: str, max_children: int) -> dict:
+def run_module(module: str, max_children: int, only: list[str]) -> dict:
     folder = OUT / module.replace("/", "__").removesuffix(".py")
     prepare(module, folder)
     began = time.monotonic()
+    prefix = module.removesuffix(".py").replace("/", ".") + "."
     with open(folder / "mutmut.log", "w") as log:
         done = subprocess.run(
-            [str(MUTMUT), "run", "--max-children", str(max_children)],
+            [str(MUTMUT), "run", "--max-children", str(max_children), *(prefix + p for p in only)],
             cwd=folder,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     if done.returncode != 0:
         raise SystemExit(f"{module}: mutmut failed (exit {done.returncode}), see {folder / 'mutmut.log'}")
-    by_name = statuses(module, folder)
+    by_name = statuses(module, folder, only)
     counts: dict[str, int] = {}
     for status in by_name.values():
         counts[status] = counts.get(status, 0) + 1
@@ -116,6 +135,7 @@ def run_module(module: str, max_children: int) -> dict:
     return {
         "module": module,
         "tests": TARGETS[module],
+        "only": only,
         "mutants": len(by_name),
         "killed": killed,
         "score": round(killed / len(by_name), 4) if by_name else None,
@@ -137,7 +157,8 @@ def write_outputs(new: list[dict]) -> list[dict]:
     summary.write_text(json.dumps(results, indent=2))
     lines = ["# Surviving mutants", ""]
     for result in results:
-        lines.append(f"## {result['module']} ({result['killed']}/{result['mutants']} killed)")
+        only = f", only {' '.join(result['only'])}" if result.get("only") else ""
+        lines.append(f"## {result['module']} ({result['killed']}/{result['mutants']} killed{only})")
         for name, survivor in result["survivors"].items():
             lines += ["", f"### {name}: {survivor['status']}", "", "```diff", survivor["diff"], "```"]
         lines.append("")
@@ -151,6 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         "modules", nargs="*", help=f"modules to mutate (default: all of {', '.join(TARGETS)})"
     )
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested in parallel")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="PATTERN",
+        help="only the mutants of these functions (mutmut names: x_NAME for a function, xǁCLASSǁNAME for a "
+        "method; wildcards allowed)",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(TARGETS))
     if unknown:
@@ -159,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{MUTMUT} not found: pip install -e '.[mutation]'")
     results = []
     for module in args.modules or list(TARGETS):
-        result = run_module(module, args.max_children)
+        result = run_module(module, args.max_children, args.only)
         results.append(result)
         print(
             f"{module:<32} {result['killed']:>4}/{result['mutants']:<4} killed "

@@ -60,9 +60,13 @@ def test_a_winner_with_a_language_model_is_always_confirmed(recipe):
 def test_a_recipe_without_randomness_or_a_switched_off_confirmation_is_not_confirmed_and_says_why():
     cheap = StudentRecipe(family="stack", components=["train-median", "tfidf-ridge"])
     assert not cheap.uses_lm
-    assert "no language model" in confirmation_skipped(_spec(cheap), GateConfig())
+    assert confirmation_skipped(_spec(cheap), GateConfig()) == (
+        "no language model in the recipe: its predictions do not depend on the seed"
+    )
     off = GateConfig(confirm=False)
-    assert "switched off" in confirmation_skipped(_spec(StudentRecipe(family="stack")), off)
+    assert confirmation_skipped(_spec(StudentRecipe(family="stack")), off) == (
+        "confirmation switched off (gate.confirm = false)"
+    )
 
 
 def test_the_confirmation_trains_every_member_with_seeds_the_first_training_never_used():
