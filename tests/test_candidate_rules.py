@@ -172,7 +172,7 @@ def test_only_trained_candidates_are_evaluated_and_registered(artifacts):
             folder / EVALUATION_FILE,
             CandidateEvaluation(eval_run_id=name, cv_run_id=None, member_valid_mae=[0.6]),
         )
-    summaries = evaluate_candidates(1, LoopConfig(data=str(artifacts)))
+    summaries = evaluate_candidates(1, LoopConfig(data=str(artifacts))).model_dump()
     assert summaries == {
         "a": {
             "vector_mae": 0.5,
@@ -213,7 +213,7 @@ def test_a_trained_candidate_not_yet_scored_is_scored_on_valid_then_registered(a
     atomic_write_json(candidate_dir(1, "a") / TRAINING_FILE, TrainingOutcome(status="trained"))
     TextBaseline("train-median").fit(ROWS[:30]).save(candidate_dir(1, "a") / STUDENT_DIR)
     config = LoopConfig(data=str(artifacts), max_eval_rows=4, latency_requests=2)
-    summaries = evaluate_candidates(1, config)
+    summaries = evaluate_candidates(1, config).model_dump()
     scored, _ = read_evaluation(1, "a")
     assert scored.predictor == "cycle1-a" and scored.n_rows == 4 and scored.dataset == "data/valid"
     assert summaries["a"]["vector_mae"] == scored.vector_mae
