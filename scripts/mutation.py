@@ -40,7 +40,11 @@ TARGETS: dict[str, list[str]] = {
     "agent/guardrails.py": ["tests/test_guardrails.py"],
     "loop/registry.py": ["tests/test_registry.py"],
     "loop/state.py": ["tests/test_cycle_state.py", "tests/faults/test_lock_race.py"],
-    "loop/stages/decide.py": ["tests/test_decide_rules.py", "tests/test_log_stage.py"],
+    "loop/stages/decide.py": [
+        "tests/test_decide_rules.py",
+        "tests/test_log_stage.py",
+        "tests/test_confirm_stage.py",
+    ],
     "loop/stages/candidate.py": ["tests/test_decide_rules.py", "tests/test_candidate_rules.py"],
     "loop/stages/diagnose.py": ["tests/test_diagnose_stage.py", "tests/test_diagnose_rules.py"],
     "loop/stages/augment.py": ["tests/test_augment_stage.py", "tests/test_augment_rules.py"],
