@@ -20,6 +20,7 @@ from tools.core.contracts import AugmentationSpec, CandidateSpec, CyclePlan
 from tools.core.paths import cycle_dir
 from tools.data.dataset import write_jsonl
 from tools.student.ensemble import member_seed
+from tools.tracking.store import open_store
 
 COMMON = {"base_model": "bundled", "decoder": "regression", "recipe": None, "eval_run_id": None}
 SPEC = CandidateSpec(
@@ -69,4 +70,10 @@ def test_the_second_draw_trains_the_winners_recipe_with_the_loops_settings_on_ot
         (0, member_seed(seed, 0)),
         (1, member_seed(seed, 1)),
     ]
+    run = open_store().get_run(second.wandb_run_id)  # the second draw's training, told apart in W&B
+    assert (run.name, run.group, run.config["cycle"]) == (
+        f"cycle1-{SPEC.name}-{CONFIRM_DIR}-train",
+        "cycle_1",
+        1,
+    )
     assert result.confirm is not None and result.confirm_note.startswith(f"seeds +{CONFIRM_SEED_OFFSET}: ")
