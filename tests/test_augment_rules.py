@@ -171,7 +171,7 @@ def test_each_candidate_of_a_cycle_gets_its_own_seed_and_an_augmented_one_is_kep
         cycle=2, candidates=[_spec("a", teacher_pairs=8), _spec("b", teacher_pairs=8)], reasons={}
     )
     atomic_write_json(cycle_dir(2) / "plan.json", plan)
-    summaries = augment(2, config)
+    summaries = augment(2, config).root
     for index, name in enumerate(["a", "b"]):
         expected = augment_candidate(
             plan.candidates[index], artifacts / name, config, shipped, list(shipped.train), 3 + 2000 + index
@@ -181,6 +181,6 @@ def test_each_candidate_of_a_cycle_gets_its_own_seed_and_an_augmented_one_is_kep
     # a kill while b was being augmented: the rerun keeps a's rows as they are and augments b again
     (candidate_dir(2, "a") / TRAIN_FILE).write_text("")
     (candidate_dir(2, "b") / SUMMARY_FILE).unlink()
-    assert augment(2, config) == summaries
+    assert augment(2, config).root == summaries
     assert (candidate_dir(2, "a") / TRAIN_FILE).read_text() == ""
     assert (candidate_dir(2, "b") / SUMMARY_FILE).is_file()
