@@ -24,7 +24,7 @@ def loop_env(artifacts: Path, tiny: Path, **extra: str) -> dict[str, str]:
             "KOTONE_TEACHER": "offline",
             "KOTONE_MAX_EVAL_ROWS": "32",
             "KOTONE_MAX_TRAIN_ROWS": "300",
-            "KOTONE_STUDENT_OPTIONS": '{"layers_kept": 2, "lora_layers": 1}',
+            "KOTONE_STUDENT_OPTIONS": '{"layers_kept": 2, "lora_layers": 1, "epochs": 1}',
             "KOTONE_BOOTSTRAP_DECODERS": '["skeleton"]',
             "KOTONE_CV_FOLDS": "2",
             "KOTONE_LATENCY_REQUESTS": "4",

@@ -221,7 +221,7 @@ def traced_loop(tmp_path_factory, tiny_base_model) -> TracedLoop:
         KOTONE_TEACHER="offline",
         KOTONE_MAX_EVAL_ROWS="16",
         KOTONE_MAX_TRAIN_ROWS="64",
-        KOTONE_STUDENT_OPTIONS='{"layers_kept": 2, "lora_layers": 1}',
+        KOTONE_STUDENT_OPTIONS='{"layers_kept": 2, "lora_layers": 1, "epochs": 1}',
         **SMALL_CYCLE,
     )
     result = _run_traced([sys.executable, "-m", "loop.run", "--cycles", "1"], env, timeout=1800)

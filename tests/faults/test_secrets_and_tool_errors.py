@@ -210,7 +210,7 @@ def test_a_whole_cycle_with_an_upstream_echoing_the_key_leaves_it_in_no_file(tmp
             "KOTONE_TEACHER": "offline",
             "KOTONE_MAX_EVAL_ROWS": "16",
             "KOTONE_MAX_TRAIN_ROWS": "64",
-            "KOTONE_STUDENT_OPTIONS": '{"layers_kept": 2, "lora_layers": 1}',
+            "KOTONE_STUDENT_OPTIONS": '{"layers_kept": 2, "lora_layers": 1, "epochs": 1}',
             "MISTRAL_API_KEY": MISTRAL_KEY,
             **SMALL_CYCLE,
         }
