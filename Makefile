@@ -8,7 +8,7 @@ run:    ## set up, then run one full cycle on the embedded defaults (cycle 0 fir
 test:   ## set up, then run the whole test suite (CI runs exactly this)
 	bash scripts/setup.sh --with-test-tools
 	.venv/bin/ruff check .
-	.venv/bin/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
+	.venv/bin/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 setup:
 	bash scripts/setup.sh
