@@ -270,28 +270,42 @@ LOG_STAGE_FILES = [
 ]
 
 
+FROZEN_NOW = "2026-11-30T12:00:00+00:00"  # the log stage's one clock read, the same in every run below
+
+
+@pytest.fixture(scope="module")
+def log_stage_reference(one_cycle, tmp_path_factory) -> tuple[Path, str]:
+    """Cycle 1's log stage run once, uninterrupted, from the files as they are when it starts: the bytes every
+    killed-and-resumed run must write (its artifacts, and when the cycle started)."""
+    import loop.stages.decide as decide
+    from loop.stages.inputs import load_loop_config
+    from loop.stages.progress import CycleState
+
+    reference = copy_artifacts(one_cycle, tmp_path_factory.mktemp("log_stage") / "reference")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(decide, "now_iso", lambda: FROZEN_NOW)
+        patch.setenv("KOTONE_ARTIFACTS", str(reference))
+        undo_log_stage(reference)
+        started_at = CycleState.load_or_new(reference / "loop" / "cycle_1", 1).started_at
+        decide.log_decision(1, load_loop_config(), started_at, 12.5)
+    return reference, started_at
+
+
 @pytest.mark.parametrize("killed_at", ["promote", "evaluate_test_for_the_record", "append_history", None])
 def test_a_kill_anywhere_in_the_log_stage_then_resume_writes_the_same_bytes(
-    one_cycle, tmp_path, monkeypatch, killed_at
+    one_cycle, log_stage_reference, tmp_path, monkeypatch, killed_at
 ):
     """The log stage's writes, repeated after a kill at each point, give byte-identical records and one history
     line (None: killed after its last write, before the stage was marked done)."""
     import loop.stages.decide as decide
     from loop.stages.inputs import load_loop_config
-    from loop.stages.progress import CycleState
 
-    monkeypatch.setattr(decide, "now_iso", lambda: "2026-11-30T12:00:00+00:00")  # the one clock read
-    reference = copy_artifacts(one_cycle, tmp_path / "reference")
+    reference, started_at = log_stage_reference
+    monkeypatch.setattr(decide, "now_iso", lambda: FROZEN_NOW)
     faulty = copy_artifacts(one_cycle, tmp_path / "faulty")
-    for artifacts in (reference, faulty):
-        monkeypatch.setenv("KOTONE_ARTIFACTS", str(artifacts))
-        undo_log_stage(artifacts)
-    started_at = CycleState.load_or_new(reference / "loop" / "cycle_1", 1).started_at
-
-    monkeypatch.setenv("KOTONE_ARTIFACTS", str(reference))
-    decide.log_decision(1, load_loop_config(), started_at, 12.5)
-
     monkeypatch.setenv("KOTONE_ARTIFACTS", str(faulty))
+    undo_log_stage(faulty)
+
     if killed_at is not None:
         with monkeypatch.context() as patch:
             patch.setattr(decide, killed_at, lambda *a, **k: (_ for _ in ()).throw(Killed(killed_at)))
