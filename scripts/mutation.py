@@ -43,12 +43,10 @@ TARGETS: dict[str, list[str]] = {
     "loop/stages/decide.py": [
         "tests/test_decide_rules.py",
         "tests/test_log_stage.py",
-        "tests/test_confirm_stage.py",
     ],
     "loop/stages/candidate.py": [
         "tests/test_decide_rules.py",
         "tests/test_candidate_rules.py",
-        "tests/test_confirm_stage.py",
     ],
     "loop/stages/diagnose.py": ["tests/test_diagnose_stage.py", "tests/test_diagnose_rules.py"],
     "loop/stages/augment.py": ["tests/test_augment_stage.py", "tests/test_augment_rules.py"],
