@@ -254,7 +254,7 @@ def test_weave_trace_tools_count_and_summarize_the_logged_evaluations(env):
     assert len(evaluation["per_task"]) == 50
     page = ok(
         "query_weave_traces_tool",
-        {**ENTITY, "filters": {"op_name": "mae"}, "limit": 3, "columns": ["output"]},
+        {**ENTITY, "filters": {"op_name_contains": "predict_and_score"}, "limit": 3, "columns": ["output"]},
     )
     assert len(page["traces"]) == 3 and page["metadata"]["has_more"]
     assert set(page["traces"][0]) == {"id", "trace_id", "op_name", "output"}

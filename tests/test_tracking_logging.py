@@ -114,8 +114,11 @@ def test_weave_evaluation_has_one_call_per_row_and_scores_only_scored_rows(logge
     assert sum(valid) / len(valid) == pytest.approx(report.json_valid_rate)
     fallback = [c for c in rows if c.output["output"]["served_by"] == "fallback"]
     assert fallback and all("mae" not in c.output["scores"] for c in fallback)
+    # Scores live on their row's call (Weave's `trace_scores=False`): no call per scorer, none lost.
     all_scored = sum(r.n_scored for r in (runs.report, runs.baseline_report, runs.test_report))
-    assert store.count_calls(CallFilters(op_name="mae")) == all_scored
+    every_row = store.query_calls(CallFilters(op_name_contains="predict_and_score"))
+    assert sum("mae" in c.output["scores"] for c in every_row) == all_scored
+    assert store.count_calls(CallFilters(op_name="mae")) == 0
 
 
 def test_weave_client_reads_the_same_calls_back(logged, monkeypatch):
