@@ -18,6 +18,7 @@ from tools.student.decoding import (
     predict_batch,
     predict_one,
     prompt_ids,
+    ruled_out,
     skeleton_distributions,
 )
 from tools.student.generative import GenerativeStudent
@@ -108,6 +109,37 @@ def test_free_decoder_records_a_parse_error_for_garbage_output_and_never_repairs
         assert prediction.raw_output  # the text the model produced is kept
 
 
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("", False),
+        ("  ", False),
+        ("{", False),
+        (' \n{"energy": 3', False),
+        ("I'm", True),
+        ("```json", True),
+        (" a{", True),
+    ],
+)
+def test_an_answer_is_ruled_out_once_it_starts_with_anything_but_a_brace(answer: str, expected: bool) -> None:
+    assert ruled_out(answer) is expected
+    if expected:
+        with pytest.raises(StrictParseError):  # whatever would have followed
+            parse_strict(
+                answer
+                + '{"energy":1,"warmth":1,"brightness":1,"acousticness":1,"complexity":1,"nostalgia":1}'
+            )
+
+
+def test_free_decoding_stops_a_row_at_the_token_that_rules_it_out(tiny) -> None:
+    model, tokenizer = tiny
+    (prediction,) = predict_batch(model, tokenizer, REQUESTS[:1], "free", batch_size=1, max_new_tokens=30)
+    generated = tokenizer(prediction.raw_output, add_special_tokens=False)["input_ids"]
+    assert ruled_out(prediction.raw_output) and len(generated) < 30
+    assert not ruled_out(tokenizer.decode(generated[:-1]))  # it went on until that token, not further
+    assert prediction.parse_error.endswith("(generation stopped there: no strict answer starts this way)")
+
+
 def test_single_request_prediction_times_the_request(tiny) -> None:
     model, tokenizer = tiny
     prediction = predict_one(model, tokenizer, REQUESTS[0], "skeleton")
@@ -126,6 +158,27 @@ def test_student_wraps_the_base_model_and_serves_every_row_itself(tiny_base_mode
     predictions = student.predict_batch(REQUESTS[:2], "skeleton")
     assert [p.served_by for p in predictions] == ["model", "model"]
     assert student.predict_one("x", "skeleton_ev").json_valid
+
+
+def test_skeleton_and_its_expected_value_share_one_forward_pass_per_batch(tiny_base_model: Path) -> None:
+    """A student decoding a batch with `skeleton_ev` after `skeleton` reuses the distributions: the same
+    predictions as a fresh student computes, and no forward pass of the model; a new batch computes its own."""
+    student = GenerativeStudent.load(str(tiny_base_model))
+    fresh = GenerativeStudent.load(str(tiny_base_model))
+    forwards = []
+    student.model.register_forward_hook(lambda *_: forwards.append(1))
+    argmax = student.predict_batch(REQUESTS, "skeleton", batch_size=2)
+    after_first = len(forwards)
+    expected = student.predict_batch(REQUESTS, "skeleton_ev", batch_size=2)
+    assert len(forwards) == after_first > 0
+    assert [p.values for p in expected] == [
+        p.values for p in fresh.predict_batch(REQUESTS, "skeleton_ev", batch_size=2)
+    ]
+    assert [p.values for p in argmax] == [
+        p.values for p in fresh.predict_batch(REQUESTS, "skeleton", batch_size=2)
+    ]
+    student.predict_batch(REQUESTS[:1], "skeleton_ev", batch_size=2)
+    assert len(forwards) > after_first
 
 
 def test_student_refuses_a_folder_that_is_not_an_adapter(tiny_base_model: Path, tmp_path: Path) -> None:

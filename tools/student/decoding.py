@@ -1,7 +1,8 @@
 """From a request to a `Prediction`: the prompt, and the two decoders.
 
 - `free`: greedy generation, then strict JSON parsing (exactly the six keys, ints 0..10). A parse
-  failure is recorded (`json_valid=False`, `parse_error`, `values=None`) and never repaired.
+  failure is recorded (`json_valid=False`, `parse_error`, `values=None`) and never repaired. A row stops
+  generating at the token that rules a strict answer out (anything but "{" first).
 - `skeleton` / `skeleton_ev`: the JSON skeleton (`{"energy":`, `,"warmth":`, ...) is prefilled and only
   the six values are decoded, over the values 0..10 only, so the output is valid JSON by construction.
   `skeleton` takes the most probable value, `skeleton_ev` the probability-weighted mean.
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 GenerativeDecoder = Literal["free", "skeleton", "skeleton_ev"]
 GENERATIVE_DECODERS: tuple[str, ...] = ("free", "skeleton", "skeleton_ev")
+SKELETON_MEMO_BATCHES = 32  # batches a student remembers the skeleton distributions of
 MAX_NEW_TOKENS = 40  # the longest valid answer (all six values "10") is 36 tokens + end of turn
 VALUES = list(range(SCALE_MIN, SCALE_MAX + 1))
 
@@ -197,12 +199,30 @@ def _batches(texts: Sequence[str], batch_size: int):
         yield list(texts[start : start + batch_size])
 
 
+# One batch's skeleton distributions and the per-row latency of computing them, by the batch's texts.
+SkeletonMemo = dict[tuple[str, ...], tuple[torch.Tensor, float]]
+
+
 def _skeleton_predictions(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], decoder: str
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    decoder: str,
+    memo: SkeletonMemo | None = None,
 ) -> list[Prediction]:
-    started = time.perf_counter()
-    probs = skeleton_distributions(model, tokenizer, texts)
-    latency = (time.perf_counter() - started) * 1000 / len(texts)
+    """`skeleton` and `skeleton_ev` read the same distributions: with a `memo`, a batch already decoded by
+    one of them is not computed again for the other (same model, same batch: the same numbers)."""
+    key = tuple(texts)
+    if memo is not None and key in memo:
+        probs, latency = memo[key]
+    else:
+        started = time.perf_counter()
+        probs = skeleton_distributions(model, tokenizer, texts)
+        latency = (time.perf_counter() - started) * 1000 / len(texts)
+        if memo is not None:
+            while len(memo) >= SKELETON_MEMO_BATCHES:
+                del memo[next(iter(memo))]  # the oldest batch
+            memo[key] = (probs, latency)
     predictions = []
     for row in probs:
         if decoder == "skeleton_ev":
@@ -214,6 +234,25 @@ def _skeleton_predictions(
             raw = ParamVector.from_list(ints).to_json()
         predictions.append(Prediction(values=values, raw_output=raw, json_valid=True, latency_ms=latency))
     return predictions
+
+
+def ruled_out(answer_so_far: str) -> bool:
+    """No continuation of this text can be a strict answer: it does not start with "{" (whitespace aside)."""
+    stripped = answer_so_far.lstrip()
+    return bool(stripped) and not stripped.startswith("{")
+
+
+def _stop_when_ruled_out(tokenizer: PreTrainedTokenizerBase, prompt_width: int):
+    """Generation's per-row stop: a row stops at the token that rules it out (its parse error is the same
+    as after `max_new_tokens`; the answer is then cut there), the batch once every row has stopped."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class RuledOut(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: object, **kwargs: object) -> torch.Tensor:
+            answers = tokenizer.batch_decode(input_ids[:, prompt_width:], skip_special_tokens=True)
+            return torch.tensor([ruled_out(answer) for answer in answers], dtype=torch.bool)
+
+    return StoppingCriteriaList([RuledOut()])
 
 
 @torch.inference_mode()
@@ -229,6 +268,7 @@ def _free_predictions(
         do_sample=False,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=_pad_id(tokenizer),
+        stopping_criteria=_stop_when_ruled_out(tokenizer, input_ids.shape[1]),
     )
     latency = (time.perf_counter() - started) * 1000 / len(texts)
     predictions = []
@@ -239,6 +279,8 @@ def _free_predictions(
             error = None
         except StrictParseError as exc:
             values, error = None, str(exc)
+            if ruled_out(raw):
+                error += " (generation stopped there: no strict answer starts this way)"
         predictions.append(
             Prediction(
                 values=values, raw_output=raw, json_valid=error is None, parse_error=error, latency_ms=latency
@@ -254,11 +296,12 @@ def predict_batch(
     decoder: GenerativeDecoder = "skeleton",
     batch_size: int = 8,
     max_new_tokens: int = MAX_NEW_TOKENS,
+    skeleton_memo: SkeletonMemo | None = None,
 ) -> list[Prediction]:
     """Predictions in input order, `batch_size` rows per forward.
 
     `latency_ms` of each row is its batch's wall time divided by the batch size (throughput, not the
-    single-request latency: use `predict_one` for that).
+    single-request latency: use `predict_one` for that). `skeleton_memo`: see `_skeleton_predictions`.
     """
     if decoder not in GENERATIVE_DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; expected one of {', '.join(GENERATIVE_DECODERS)}")
@@ -269,7 +312,7 @@ def predict_batch(
         if decoder == "free":
             predictions += _free_predictions(model, tokenizer, batch, max_new_tokens)
         else:
-            predictions += _skeleton_predictions(model, tokenizer, batch, decoder)
+            predictions += _skeleton_predictions(model, tokenizer, batch, decoder, skeleton_memo)
     return predictions
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tools.core.schema import Prediction
 from tools.student.base_model import BUNDLED, BUNDLED_NAME, load_base
-from tools.student.decoding import GenerativeDecoder, predict_batch, predict_one
+from tools.student.decoding import GenerativeDecoder, SkeletonMemo, predict_batch, predict_one
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -21,6 +21,8 @@ class GenerativeStudent:
     tokenizer: PreTrainedTokenizerBase
     base_spec: str
     adapter_dir: Path | None = None
+    # skeleton and skeleton_ev of the same batch share one forward pass (the weights never change)
+    skeleton_memo: SkeletonMemo = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(
@@ -47,7 +49,9 @@ class GenerativeStudent:
         self, texts: Sequence[str], decoder: GenerativeDecoder = "skeleton", batch_size: int = 8
     ) -> list[Prediction]:
         """Every prediction is served by this model (`served_by="model"`); latency is per-row batch share."""
-        return predict_batch(self.model, self.tokenizer, texts, decoder, batch_size)
+        return predict_batch(
+            self.model, self.tokenizer, texts, decoder, batch_size, skeleton_memo=self.skeleton_memo
+        )
 
     def predict_one(self, text: str, decoder: GenerativeDecoder = "skeleton") -> Prediction:
         return predict_one(self.model, self.tokenizer, text, decoder)
