@@ -21,12 +21,7 @@ from tools.student.regression import (
     format_input,
     learn_common_lines,
 )
-from tools.student.regression_training import (
-    CHECKPOINT_FILE,
-    GROUP_WINDOW_BATCHES,
-    _batch_indices,
-    train_regression,
-)
+from tools.student.regression_training import CHECKPOINT_FILE, train_regression
 
 BOILERPLATE = "Make game music.\nSelected parts:"
 
@@ -106,12 +101,9 @@ def test_predictions_are_clipped_to_the_scale_and_served_as_strict_json(tiny_bas
     assert student.decoder == "regression" and student.name == "regression:s"
 
 
-@pytest.mark.parametrize("grouped", [False, True])
-def test_a_run_killed_mid_training_resumes_to_the_same_weights_as_an_uninterrupted_run(
-    tiny_base, tmp_path, grouped
-):
+def test_a_run_killed_mid_training_resumes_to_the_same_weights_as_an_uninterrupted_run(tiny_base, tmp_path):
     rows = _rows()
-    config = _config(epochs=2, length_grouped_batches=grouped)
+    config = _config(epochs=2)
     train_regression(config, rows, tiny_base, tmp_path / "whole", progress=False)
 
     def kill_at_step_5(step: int, loss: float) -> None:
@@ -205,42 +197,3 @@ def test_from_hparams_maps_the_planner_knobs_and_applies_overrides():
     config = RegressionConfig.from_hparams(hparams, layers_kept=10, head="ordinal")
     assert (config.learning_rate, config.lora_r, config.lora_alpha, config.lora_dropout) == (1e-3, 8, 16, 0.1)
     assert (config.epochs, config.batch_size, config.layers_kept, config.head) == (2, 16, 10, "ordinal")
-
-
-LENGTHS = [5 + (i * 37) % 90 for i in range(203)]  # skewed lengths, 203 rows: the last batch is short
-
-
-def _epoch(epoch: int, batch_size: int, grouped: bool) -> list[list[int]]:
-    per_epoch = -(-len(LENGTHS) // batch_size)
-    steps = range(epoch * per_epoch, (epoch + 1) * per_epoch)
-    return [_batch_indices(step, LENGTHS, batch_size, seed=3, grouped=grouped) for step in steps]
-
-
-@pytest.mark.parametrize("grouped", [False, True])
-def test_every_epoch_sees_every_row_once_in_a_fresh_order(grouped):
-    first, second = _epoch(0, 16, grouped), _epoch(1, 16, grouped)
-    for batches in (first, second):
-        assert sorted(i for batch in batches for i in batch) == list(range(len(LENGTHS)))
-        assert sorted(len(batch) for batch in batches)[1:] == [16] * (len(batches) - 1)
-    assert first != second
-    assert _epoch(1, 16, grouped) == second  # a resumed run sees the same batches
-
-
-def test_ungrouped_batches_are_slices_of_the_epochs_seeded_shuffle():
-    order = torch.randperm(len(LENGTHS), generator=torch.Generator().manual_seed(3 * 100_003 + 1)).tolist()
-    assert _epoch(1, 16, grouped=False) == [order[i : i + 16] for i in range(0, len(LENGTHS), 16)]
-
-
-def test_grouped_batches_pad_less_and_come_from_length_sorted_windows():
-    def padded(batches):
-        return sum(max(LENGTHS[i] for i in b) * len(b) for b in batches) / sum(LENGTHS)
-
-    grouped = _epoch(0, 16, grouped=True)
-    assert padded(grouped) < 1.15 < 1.5 < padded(_epoch(0, 16, grouped=False))
-    order = torch.randperm(len(LENGTHS), generator=torch.Generator().manual_seed(3 * 100_003)).tolist()
-    window = 16 * GROUP_WINDOW_BATCHES
-    for start in range(0, len(LENGTHS), window):
-        rows = set(order[start : start + window])
-        mine = sorted((b for b in grouped if set(b) <= rows), key=lambda b: LENGTHS[b[0]])
-        assert {i for b in mine for i in b} == rows  # a window's rows make whole batches
-        assert [LENGTHS[i] for b in mine for i in b] == sorted(LENGTHS[i] for i in rows)

@@ -84,12 +84,6 @@ class RegressionConfig(BaseModel):
     )
     prompt_prefix: str = Field("", description="text put before the request (kept short: latency)")
     max_length: int = Field(160, ge=8, description="tokens kept per request (truncation)")
-    length_grouped_batches: bool = Field(
-        False,
-        description="each epoch's shuffled rows are cut into windows of 8 batches, each window sorted by length "
-        "before it is cut into batches, the batches then shuffled: a batch pads to similar lengths (cheaper "
-        "steps) and every row is still seen once per epoch",
-    )
     checkpoint_every_steps: int = Field(25, ge=1, description="write a resumable checkpoint every N steps")
     time_budget_s: float | None = Field(
         None, gt=0, description="stop training after this many seconds (the record says so)"

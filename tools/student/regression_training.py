@@ -149,32 +149,14 @@ def _loss(outputs, targets, config: RegressionConfig, scaling: TargetScaling):
     return -(soft * log_probs).sum(-1).mean()
 
 
-GROUP_WINDOW_BATCHES = 8  # length-grouped batches: rows sorted by length within windows of this many batches
-
-
-def _batch_indices(
-    step: int, lengths: Sequence[int], batch_size: int, seed: int, *, grouped: bool = False
-) -> list[int]:
-    """Row indices of optimizer step `step`: a fresh seeded shuffle per epoch (resume sees the same order).
-    `grouped`: the shuffle is cut into windows of `GROUP_WINDOW_BATCHES` batches, each sorted by length
-    (`lengths`, tokens per row) and cut into batches, and the epoch's batches are shuffled in turn."""
+def _batch_indices(step: int, n_rows: int, batch_size: int, seed: int) -> list[int]:
+    """Row indices of optimizer step `step`: a fresh seeded shuffle per epoch (resume sees the same order)."""
     import torch
 
-    n_rows = len(lengths)
     steps_per_epoch = math.ceil(n_rows / batch_size)
     epoch, within = divmod(step, steps_per_epoch)
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(n_rows, generator=generator).tolist()
-    if not grouped:
-        return order[within * batch_size : (within + 1) * batch_size]
-    window = (
-        batch_size * GROUP_WINDOW_BATCHES
-    )  # a multiple of the batch: only the epoch's last batch is short
-    batches = []
-    for start in range(0, n_rows, window):
-        by_length = sorted(order[start : start + window], key=lambda i: lengths[i])
-        batches += [by_length[i : i + batch_size] for i in range(0, len(by_length), batch_size)]
-    return batches[torch.randperm(len(batches), generator=generator)[within].item()]
+    order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return order[within * batch_size : (within + 1) * batch_size].tolist()
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -260,7 +242,6 @@ def train_regression(
     cache_began = time.perf_counter()
     cached = _cache_lower_layers(trunk, tokenizer, texts, n_frozen, config.max_length)
     cache_s = time.perf_counter() - cache_began
-    lengths = [hidden.shape[0] for hidden in cached]
     targets = torch.tensor([r.target.as_list() for r in rows], dtype=torch.float32)
 
     torch.manual_seed(config.seed)
@@ -332,9 +313,7 @@ def train_regression(
         if config.time_budget_s is not None and time.perf_counter() - began > config.time_budget_s:
             stopped_by_budget = True
             break
-        idx = _batch_indices(
-            step, lengths, config.batch_size, config.seed, grouped=config.length_grouped_batches
-        )
+        idx = _batch_indices(step, len(rows), config.batch_size, config.seed)
         hidden, mask = _pad_batch(cached, idx)
         hidden = inner.norm(run_layers(inner, hidden, mask, upper))
         loss = _loss(head(mean_pool(hidden, mask)), targets[idx], config, scaling)
