@@ -23,6 +23,7 @@ from loop.stages.candidate import (
     _record,
     evaluate_candidates,
     read_evaluation,
+    submission_order,
     train_specs,
     training_outcome,
     training_seed,
@@ -218,3 +219,16 @@ def test_a_trained_candidate_not_yet_scored_is_scored_on_valid_then_registered(a
     assert scored.predictor == "cycle1-a" and scored.n_rows == 4 and scored.dataset == "data/valid"
     assert summaries["a"]["vector_mae"] == scored.vector_mae
     assert registered(1, "a").record.metrics.vector_mae == scored.vector_mae
+
+
+def test_cheap_candidates_are_submitted_before_lm_members_each_group_in_its_order():
+    tasks = {
+        "stack/member_0": (0,),
+        "stack/member_1": (1,),
+        "cheap": (2,),
+        "lm/member_0": (3,),
+        "ridge": (4,),
+    }
+    order = submission_order(tasks)
+    assert list(order) == ["cheap", "ridge", "stack/member_0", "stack/member_1", "lm/member_0"]
+    assert order == tasks  # the same tasks, with their arguments

@@ -210,6 +210,13 @@ def _record(cycle: int, spec: CandidateSpec, folder: str, outcome: Any) -> Train
     return record
 
 
+def submission_order(tasks: dict[str, tuple]) -> dict[str, tuple]:
+    """Whole candidates (no LM: seconds each) before LM members, each group in plan and fold order: Ray
+    starts tasks in the order they are submitted, so a cheap candidate never queues behind minutes of LM
+    members for a CPU."""
+    return dict(sorted(tasks.items(), key=lambda item: f"/{MEMBER_KEY}" in item[0]))
+
+
 def train_specs(
     cycle: int, specs: list[CandidateSpec], config: LoopConfig, *, seed_offset: int = 0, folder: str = ""
 ) -> dict[str, TrainingOutcome]:
@@ -260,6 +267,8 @@ def train_specs(
         if len(missing) < spec.student.folds and decide(name):
             continue
         tasks.update({f"{name}/{MEMBER_KEY}{f}": (cycle, name, seed_offset, folder, f) for f in missing})
+
+    tasks = submission_order(tasks)
 
     def members_of(name: str) -> list[str]:
         return [key for key in tasks if key.startswith(f"{name}/{MEMBER_KEY}")]
