@@ -50,14 +50,27 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
 
 
 @pytest.fixture(scope="session")
-def one_cycle(tmp_path_factory: pytest.TempPathFactory, tiny_base_model: Path) -> Path:
-    """Cycle 0, then cycle 1 with one candidate (the default stack, LM included) on the end-to-end settings:
-    artifacts to copy, built once per test run for every end-to-end file."""
+def cycle_zero(tmp_path_factory: pytest.TempPathFactory, tiny_base_model: Path) -> Path:
+    """Cycle 0 on the end-to-end settings (the first champion): artifacts to copy, built once per test run."""
     from loop_runs import loop_env, run_loop
 
     def build(folder: Path) -> None:
-        result = run_loop(loop_env(folder / "artifacts", tiny_base_model), "--cycles", "1")
-        assert "cycle 0: champion is" in result.stdout and "cycle 1: PROMOTED" in result.stdout, result.stdout
+        result = run_loop(loop_env(folder / "artifacts", tiny_base_model), "--cycle", "0")
+        assert "cycle 0: champion is" in result.stdout, result.stdout + result.stderr
+
+    return built_once(tmp_path_factory, "cycle_zero", build) / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def one_cycle(tmp_path_factory: pytest.TempPathFactory, tiny_base_model: Path, cycle_zero: Path) -> Path:
+    """`cycle_zero`, then cycle 1 with one candidate (the default stack, LM included) on the end-to-end
+    settings: artifacts to copy, built once per test run for every end-to-end file."""
+    from loop_runs import copy_artifacts, loop_env, run_loop
+
+    def build(folder: Path) -> None:
+        artifacts = copy_artifacts(cycle_zero, folder / "artifacts")
+        result = run_loop(loop_env(artifacts, tiny_base_model), "--cycles", "1")
+        assert "cycle 1: PROMOTED" in result.stdout, result.stdout
 
     return built_once(tmp_path_factory, "one_cycle", build) / "artifacts"
 

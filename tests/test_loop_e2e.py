@@ -207,12 +207,12 @@ def _outcome(artifacts: Path) -> dict:
 
 
 def test_kills_and_a_sigterm_anywhere_then_resume_decide_as_an_uninterrupted_run(
-    one_cycle, tmp_path, tiny_base_model
+    cycle_zero, one_cycle, tmp_path, tiny_base_model
 ):
-    """One cycle stopped four times: kill -9 after the plan, SIGTERM while the LM members train (after the
+    """Cycle 1 stopped four times: kill -9 after the plan, SIGTERM while the LM members train (after the
     first finished), kill -9 after evaluate and after the gate. Each --resume runs only what had not finished
-    and the cycle decides exactly as the uninterrupted one."""
-    artifacts = tmp_path / "artifacts"
+    and the cycle decides exactly as the uninterrupted one (both from the same cycle 0)."""
+    artifacts = copy_artifacts(cycle_zero, tmp_path / "artifacts")
     env = loop_env(artifacts, tiny_base_model)
     cycle1 = artifacts / "loop" / "cycle_1"
     lm = cycle1 / "candidates" / "stack" / "student" / "components" / "lm"
