@@ -12,6 +12,8 @@ from tools.core.prompting import render_system_prompt
 from tools.core.schema import DIMS, ParamVector
 from tools.student.base_model import load_base
 from tools.student.decoding import (
+    SKELETON_MEMO_BATCHES,
+    SkeletonMemo,
     SkeletonTokens,
     StrictParseError,
     parse_strict,
@@ -179,6 +181,16 @@ def test_skeleton_and_its_expected_value_share_one_forward_pass_per_batch(tiny_b
     ]
     student.predict_batch(REQUESTS[:1], "skeleton_ev", batch_size=2)
     assert len(forwards) > after_first
+
+
+def test_the_skeleton_memo_keeps_only_the_latest_batches() -> None:
+    memo = SkeletonMemo()
+    for i in range(SKELETON_MEMO_BATCHES + 2):
+        memo.put((f"request {i}",), torch.full((1, 6, 11), float(i)), latency_ms=float(i))
+    assert memo.get(("request 0",)) is None and memo.get(("request 1",)) is None
+    distributions, latency = memo.get((f"request {SKELETON_MEMO_BATCHES + 1}",))
+    assert latency == SKELETON_MEMO_BATCHES + 1 and distributions[0, 0, 0] == SKELETON_MEMO_BATCHES + 1
+    assert memo.get(("request 2",)) is not None
 
 
 def test_student_refuses_a_folder_that_is_not_an_adapter(tiny_base_model: Path, tmp_path: Path) -> None:

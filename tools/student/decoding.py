@@ -17,7 +17,9 @@ from the KV cache. The prompt is processed once per row, six forwards per batch 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -199,8 +201,23 @@ def _batches(texts: Sequence[str], batch_size: int):
         yield list(texts[start : start + batch_size])
 
 
-# One batch's skeleton distributions and the per-row latency of computing them, by the batch's texts.
-SkeletonMemo = dict[tuple[str, ...], tuple[torch.Tensor, float]]
+class SkeletonMemo:
+    """The skeleton distributions of the last `SKELETON_MEMO_BATCHES` batches a student decoded, with the
+    per-row latency of computing them, by the batch's texts (safe to share between serving threads)."""
+
+    def __init__(self) -> None:
+        self._batches: OrderedDict[tuple[str, ...], tuple[torch.Tensor, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, texts: tuple[str, ...]) -> tuple[torch.Tensor, float] | None:
+        with self._lock:
+            return self._batches.get(texts)
+
+    def put(self, texts: tuple[str, ...], distributions: torch.Tensor, latency_ms: float) -> None:
+        with self._lock:
+            self._batches[texts] = (distributions, latency_ms)
+            while len(self._batches) > SKELETON_MEMO_BATCHES:
+                self._batches.popitem(last=False)
 
 
 def _skeleton_predictions(
@@ -212,17 +229,15 @@ def _skeleton_predictions(
 ) -> list[Prediction]:
     """`skeleton` and `skeleton_ev` read the same distributions: with a `memo`, a batch already decoded by
     one of them is not computed again for the other (same model, same batch: the same numbers)."""
-    key = tuple(texts)
-    if memo is not None and key in memo:
-        probs, latency = memo[key]
+    remembered = memo.get(tuple(texts)) if memo is not None else None
+    if remembered is not None:
+        probs, latency = remembered
     else:
         started = time.perf_counter()
         probs = skeleton_distributions(model, tokenizer, texts)
         latency = (time.perf_counter() - started) * 1000 / len(texts)
         if memo is not None:
-            while len(memo) >= SKELETON_MEMO_BATCHES:
-                del memo[next(iter(memo))]  # the oldest batch
-            memo[key] = (probs, latency)
+            memo.put(tuple(texts), probs, latency)
     predictions = []
     for row in probs:
         if decoder == "skeleton_ev":

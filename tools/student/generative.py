@@ -22,7 +22,7 @@ class GenerativeStudent:
     base_spec: str
     adapter_dir: Path | None = None
     # skeleton and skeleton_ev of the same batch share one forward pass (the weights never change)
-    skeleton_memo: SkeletonMemo = field(default_factory=dict, repr=False)
+    skeleton_memo: SkeletonMemo = field(default_factory=SkeletonMemo, repr=False)
 
     @classmethod
     def load(
