@@ -229,7 +229,8 @@ def _skeleton_predictions(
 ) -> list[Prediction]:
     """`skeleton` and `skeleton_ev` read the same distributions: with a `memo`, a batch already decoded by
     one of them is not computed again for the other (same model, same batch: the same numbers)."""
-    remembered = memo.get(tuple(texts)) if memo is not None else None
+    key = tuple(texts)
+    remembered = memo.get(key) if memo is not None else None
     if remembered is not None:
         probs, latency = remembered
     else:
@@ -237,7 +238,7 @@ def _skeleton_predictions(
         probs = skeleton_distributions(model, tokenizer, texts)
         latency = (time.perf_counter() - started) * 1000 / len(texts)
         if memo is not None:
-            memo.put(tuple(texts), probs, latency)
+            memo.put(key, probs, latency)
     predictions = []
     for row in probs:
         if decoder == "skeleton_ev":
